@@ -1,0 +1,292 @@
+//! `MemorySource`: an in-memory source with scripted errors, mutations between pages,
+//! silent page-size clamping and fault points, for tests, examples and the model tests.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fault::{FaultPoint, Faults};
+use crate::position::compare_values;
+use crate::record::{Key, Row};
+use crate::schema::StreamSchema;
+use crate::source::{Page, PageRequest, PageSelector, Source, SourceCapabilities, SourceOrdering};
+use crate::strategy::StrategyKind;
+use crate::value::Value;
+
+/// How a `MemorySource` hands out `next` selectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryPaging {
+    /// `Offset(n)`.
+    #[default]
+    Offset,
+    /// `Page(n)`, 1-based.
+    Page,
+    /// `Token(last key as JSON)`: keyset paging, immune to drift.
+    Token,
+}
+
+/// A change applied to the source's data between two pages.
+pub type Mutation = Box<dyn FnOnce(&mut MemoryData) + Send>;
+
+/// The records of a `MemorySource`, per stream, keyed by primary key.
+#[derive(Debug, Default)]
+pub struct MemoryData {
+    streams: BTreeMap<String, (Arc<StreamSchema>, BTreeMap<Key, Row>)>,
+}
+
+impl MemoryData {
+    /// Inserts or replaces a row of `stream`.
+    pub fn upsert(&mut self, stream: &str, values: Vec<Value>) {
+        let (schema, rows) = self.streams.get_mut(stream).expect("unknown memory stream");
+        let row = Row::new(values);
+        rows.insert(row.key(schema), row);
+    }
+
+    /// Deletes a row of `stream`; returns whether it existed.
+    pub fn delete(&mut self, stream: &str, key: &Key) -> bool {
+        self.streams.get_mut(stream).expect("unknown memory stream").1.remove(key).is_some()
+    }
+
+    /// The rows of `stream` in key order.
+    pub fn rows(&self, stream: &str) -> Vec<Row> {
+        self.streams.get(stream).map(|(_, r)| r.values().cloned().collect()).unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    data: MemoryData,
+    errors: VecDeque<Error>,
+    after_page: BTreeMap<u64, Vec<Mutation>>,
+    pages_served: u64,
+    requests: Vec<PageRequest>,
+    high_watermark: BTreeMap<String, Vec<Value>>,
+}
+
+/// An in-memory [`Source`].
+pub struct MemorySource {
+    first_stream: String,
+    state: Mutex<State>,
+    capabilities: SourceCapabilities,
+    paging: MemoryPaging,
+    silent_limit: Option<u32>,
+    faults: Faults,
+}
+
+impl std::fmt::Debug for MemorySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySource").field("first_stream", &self.first_stream).field("paging", &self.paging).finish()
+    }
+}
+
+impl MemorySource {
+    /// A source with one stream. Ordered by (cursor, key) when the schema has a cursor, else
+    /// by key; supports every strategy.
+    pub fn new(schema: StreamSchema) -> Self {
+        let ordering =
+            if schema.cursor().is_empty() { SourceOrdering::ByKey } else { SourceOrdering::ByCursorThenKey };
+        let first_stream = schema.name().to_string();
+        let mut state = State::default();
+        state.data.streams.insert(first_stream.clone(), (Arc::new(schema), BTreeMap::new()));
+        MemorySource {
+            first_stream,
+            state: Mutex::new(state),
+            capabilities: SourceCapabilities {
+                strategies: vec![StrategyKind::Full, StrategyKind::Incremental, StrategyKind::Offset, StrategyKind::SequenceWindow],
+                ordering,
+                max_page_size: None,
+                fetch_latest: true,
+            },
+            paging: MemoryPaging::Offset,
+            silent_limit: None,
+            faults: Faults::new(),
+        }
+    }
+
+    /// Adds another stream.
+    pub fn with_stream(self, schema: StreamSchema) -> Self {
+        self.lock().data.streams.insert(schema.name().to_string(), (Arc::new(schema), BTreeMap::new()));
+        self
+    }
+
+    /// Replaces the declared capabilities.
+    pub fn with_capabilities(mut self, capabilities: SourceCapabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Chooses the `next` selectors handed out.
+    pub fn with_paging(mut self, paging: MemoryPaging) -> Self {
+        self.paging = paging;
+        self
+    }
+
+    /// Serves at most `n` records per page whatever the request asks, without declaring it
+    /// (as servers that clamp `limit` silently).
+    pub fn with_silent_page_limit(mut self, n: u32) -> Self {
+        self.silent_limit = Some(n.max(1));
+        self
+    }
+
+    /// Shares a fault set (`MidPage` fires inside `fetch_page`).
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("memory source lock")
+    }
+
+    /// Inserts or replaces a row of the first stream.
+    pub fn upsert(&self, values: Vec<Value>) {
+        self.lock().data.upsert(&self.first_stream, values);
+    }
+
+    /// Deletes a row of the first stream.
+    pub fn delete(&self, key: &Key) -> bool {
+        self.lock().data.delete(&self.first_stream, key)
+    }
+
+    /// Runs `f` on the data (several streams, bulk changes).
+    pub fn with_data<T>(&self, f: impl FnOnce(&mut MemoryData) -> T) -> T {
+        f(&mut self.lock().data)
+    }
+
+    /// Rows of a stream in key order.
+    pub fn rows(&self, stream: &str) -> Vec<Row> {
+        self.lock().data.rows(stream)
+    }
+
+    /// The next calls to `fetch_page` or `fetch_latest` fail with these errors, in order.
+    pub fn fail_next(&self, errors: impl IntoIterator<Item = Error>) {
+        self.lock().errors.extend(errors);
+    }
+
+    /// Applies `mutation` right after the `n`-th page (1-based, counted over the source's
+    /// life) is served: a change that happens while a paginated read is in progress.
+    pub fn mutate_after_page(&self, n: u64, mutation: Mutation) {
+        self.lock().after_page.entry(n).or_default().push(mutation);
+    }
+
+    /// Sets the value `high_watermark` reports for a stream.
+    pub fn set_high_watermark(&self, stream: &str, value: Option<Vec<Value>>) {
+        let mut s = self.lock();
+        match value {
+            Some(v) => s.high_watermark.insert(stream.to_string(), v),
+            None => s.high_watermark.remove(stream),
+        };
+    }
+
+    /// Every page request served so far.
+    pub fn requests(&self) -> Vec<PageRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// Pages served so far.
+    pub fn pages_served(&self) -> u64 {
+        self.lock().pages_served
+    }
+
+    fn take_error(&self) -> Result<()> {
+        match self.lock().errors.pop_front() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn bad_selector(sel: &PageSelector) -> Error {
+    Error::invalid_input("selector does not match this source's paging").with_context("selector", format!("{sel:?}"))
+}
+
+#[async_trait]
+impl Source for MemorySource {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> SourceCapabilities {
+        self.capabilities.clone()
+    }
+
+    fn schema(&self, stream: &str) -> Result<Arc<StreamSchema>> {
+        self.lock()
+            .data
+            .streams
+            .get(stream)
+            .map(|(s, _)| s.clone())
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", stream))
+    }
+
+    async fn fetch_page(&self, req: &PageRequest) -> Result<Page> {
+        self.take_error()?;
+        self.faults.check(FaultPoint::MidPage)?;
+        let mut state = self.lock();
+        state.requests.push(req.clone());
+        let (schema, rows) = state
+            .data
+            .streams
+            .get(&req.stream)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", &req.stream))?;
+        let in_range = |r: &Row| {
+            let c = r.cursor_values(schema);
+            let after_since = req.since.as_ref().map_or(true, |s| compare_values(&c, s).is_some_and(|o| o.is_ge()));
+            let before_until = req.until.as_ref().map_or(true, |u| compare_values(&c, u).is_some_and(|o| o.is_le()));
+            // A record without a cursor value is served regardless of bounds, as a sloppy API would.
+            c.iter().any(Value::is_null) || (after_since && before_until)
+        };
+        let mut matching: Vec<&Row> = rows.values().filter(|r| in_range(r)).collect();
+        if self.capabilities.ordering == SourceOrdering::ByCursorThenKey {
+            matching.sort_by(|a, b| a.cursor_key(schema).compare(&b.cursor_key(schema)).unwrap_or(std::cmp::Ordering::Equal));
+        }
+        let total = matching.len() as u64;
+        let limit = self.silent_limit.map_or(req.limit, |l| l.min(req.limit)).max(1) as usize;
+        let start = match &req.selector {
+            PageSelector::First => 0,
+            PageSelector::Offset(o) => *o as usize,
+            PageSelector::Page(p) if *p >= 1 => (*p as usize - 1) * limit,
+            PageSelector::Token(t) => {
+                let last: Key = serde_json::from_str(t).map_err(|_| bad_selector(&req.selector))?;
+                matching.iter().position(|r| r.key(schema) > last).unwrap_or(matching.len())
+            }
+            other => return Err(bad_selector(other)),
+        };
+        let page: Vec<Row> = matching.iter().skip(start).take(limit).map(|r| (*r).clone()).collect();
+        let end = start + page.len();
+        let next = (end < matching.len()).then(|| match self.paging {
+            MemoryPaging::Offset => PageSelector::Offset(end as u64),
+            MemoryPaging::Page => PageSelector::Page((start / limit) as u64 + 2),
+            MemoryPaging::Token => PageSelector::Token(
+                serde_json::to_string(&page.last().expect("a page before the end has rows").key(schema))
+                    .expect("keys serialize"),
+            ),
+        });
+        state.pages_served += 1;
+        let served = state.pages_served;
+        if let Some(mutations) = state.after_page.remove(&served) {
+            for m in mutations {
+                m(&mut state.data);
+            }
+        }
+        Ok(Page { rows: page, next, total: Some(total) })
+    }
+
+    async fn fetch_latest(&self, stream: &str, ids: &[Key]) -> Result<Vec<Row>> {
+        self.take_error()?;
+        self.faults.check(FaultPoint::MidPage)?;
+        let state = self.lock();
+        let (_, rows) = state
+            .data
+            .streams
+            .get(stream)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", stream))?;
+        Ok(ids.iter().filter_map(|k| rows.get(k).cloned()).collect())
+    }
+
+    async fn high_watermark(&self, stream: &str) -> Result<Option<Vec<Value>>> {
+        Ok(self.lock().high_watermark.get(stream).cloned())
+    }
+}

@@ -1,0 +1,274 @@
+//! Rows, keys and batches: the one internal representation between sources and stores.
+//!
+//! A [`Row`] is a boxed slice of typed [`Value`]s in schema column order. JSON pages decode
+//! straight into rows ([`decode`]) and the user's own serde types convert into rows
+//! ([`serialize`]) without a `serde_json::Value` tree per record.
+
+pub mod decode;
+pub mod serialize;
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::position::{CheckpointDelta, CursorKey};
+use crate::schema::StreamSchema;
+use crate::value::Value;
+
+/// One record in schema column order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row(Box<[Value]>);
+
+impl Row {
+    /// A row from values in column order.
+    pub fn new(values: Vec<Value>) -> Self {
+        Row(values.into_boxed_slice())
+    }
+
+    /// The values in column order.
+    pub fn values(&self) -> &[Value] {
+        &self.0
+    }
+
+    /// Mutable access for transformations.
+    pub fn values_mut(&mut self) -> &mut [Value] {
+        &mut self.0
+    }
+
+    /// The value at a column index.
+    pub fn get(&self, index: usize) -> &Value {
+        &self.0[index]
+    }
+
+    /// The primary key of this row under `schema`.
+    pub fn key(&self, schema: &StreamSchema) -> Key {
+        Key(schema.primary_key().iter().map(|&i| self.0[i].clone()).collect())
+    }
+
+    /// The cursor values of this row under `schema`.
+    pub fn cursor_values(&self, schema: &StreamSchema) -> Vec<Value> {
+        schema.cursor().iter().map(|&i| self.0[i].clone()).collect()
+    }
+
+    /// The (cursor, key) position of this row.
+    pub fn cursor_key(&self, schema: &StreamSchema) -> CursorKey {
+        CursorKey { cursor: self.cursor_values(schema), key: Some(self.key(schema)) }
+    }
+
+    /// Compares the guard columns (version or cursor) of two rows of one stream: `Greater`
+    /// means `self` is newer. Rows without guard columns compare `Equal`.
+    pub fn compare_guard(&self, other: &Row, schema: &StreamSchema) -> Ordering {
+        for &i in schema.guard() {
+            match self.0[i].compare(&other.0[i]) {
+                Some(Ordering::Equal) | None => {}
+                Some(o) => return o,
+            }
+        }
+        Ordering::Equal
+    }
+
+    /// Checks the row against its schema: arity, types and required columns. Returns the
+    /// first problem as a reason string suitable for the quarantine table.
+    pub fn check(&self, schema: &StreamSchema) -> std::result::Result<(), String> {
+        let cols = schema.columns();
+        if self.0.len() != cols.len() {
+            return Err(format!("row has {} values, schema has {} columns", self.0.len(), cols.len()));
+        }
+        for (v, c) in self.0.iter().zip(cols) {
+            if v.is_null() && !c.nullable {
+                return Err(format!("missing required field {:?}", c.name));
+            }
+            if !v.fits(c.ty) {
+                return Err(format!("field {:?} does not fit type {:?}", c.name, c.ty));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A primary key (one value per key column). Ordered so stores and models can keep keys
+/// in ordered maps; key columns are never float or JSON, so the order is total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Key(pub Vec<Value>);
+
+impl Key {
+    /// A single-column text key.
+    pub fn text(s: impl Into<String>) -> Self {
+        Key(vec![Value::Text(s.into().into_boxed_str())])
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        for (a, b) in self.0.iter().zip(&other.0) {
+            let o = a.compare(b).unwrap_or_else(|| type_rank(a).cmp(&type_rank(b)));
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        self.0.len().cmp(&other.0.len())
+    }
+}
+
+fn type_rank(v: &Value) -> u8 {
+    match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Integer(_) => 2,
+        Value::Float(_) => 3,
+        Value::Decimal(_) => 4,
+        Value::Date(_) => 5,
+        Value::Timestamp(_) => 6,
+        Value::Text(_) => 7,
+        Value::Json(_) => 8,
+        Value::Bytes(_) => 9,
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// Rows of one stream plus the checkpoint delta they advance and keys to delete.
+#[derive(Debug, Clone)]
+pub struct RecordBatch {
+    schema: Arc<StreamSchema>,
+    rows: Vec<Row>,
+    deletes: Vec<Key>,
+    delta: CheckpointDelta,
+}
+
+impl RecordBatch {
+    /// A batch of `rows` advancing `delta`. Checks every row's arity; type and nullability
+    /// problems are left to validation, which quarantines them.
+    pub fn new(schema: Arc<StreamSchema>, rows: Vec<Row>, delta: CheckpointDelta) -> Result<Self> {
+        let width = schema.columns().len();
+        if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.values().len() != width) {
+            return Err(Error::invalid_input("row width does not match the schema")
+                .with_context("stream", schema.name())
+                .with_context("row", i)
+                .with_context("values", r.values().len()));
+        }
+        for (i, r) in rows.iter().enumerate() {
+            if schema.primary_key().iter().any(|&k| r.get(k).is_null()) {
+                return Err(Error::invalid_input("record has no primary key")
+                    .with_context("stream", schema.name())
+                    .with_context("row", i));
+            }
+        }
+        Ok(RecordBatch { schema, rows, deletes: Vec::new(), delta })
+    }
+
+    /// Adds keys the batch deletes from the target (tombstones).
+    pub fn with_deletes(mut self, deletes: Vec<Key>) -> Self {
+        self.deletes = deletes;
+        self
+    }
+
+    /// The stream schema.
+    pub fn schema(&self) -> &Arc<StreamSchema> {
+        &self.schema
+    }
+
+    /// The rows.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// Takes the rows out.
+    pub fn into_rows(self) -> Vec<Row> {
+        self.rows
+    }
+
+    /// Keys to delete.
+    pub fn deletes(&self) -> &[Key] {
+        &self.deletes
+    }
+
+    /// The checkpoint delta `(from, to]`.
+    pub fn delta(&self) -> &CheckpointDelta {
+        &self.delta
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when there are no rows and no deletes.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.deletes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::position::Position;
+    use crate::schema::{Column, ColumnType};
+
+    fn schema() -> Arc<StreamSchema> {
+        Arc::new(
+            StreamSchema::builder("t")
+                .with_column(Column::required("id", ColumnType::Text))
+                .with_column(Column::required("v", ColumnType::Integer))
+                .with_column(Column::new("note", ColumnType::Text))
+                .with_primary_key(["id"])
+                .with_version("v")
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_batch_rejects_rows_without_primary_key_or_with_wrong_width() {
+        let d = CheckpointDelta::stay(Position::Start);
+        let no_key = Row::new(vec![Value::Null, Value::from(1), Value::Null]);
+        let err = RecordBatch::new(schema(), vec![no_key], d.clone()).unwrap_err();
+        assert!(err.message().contains("primary key"));
+        let narrow = Row::new(vec![Value::from("a")]);
+        assert!(RecordBatch::new(schema(), vec![narrow], d).is_err());
+    }
+
+    #[test]
+    fn check_reports_missing_required_and_type_mismatch() {
+        let s = schema();
+        let missing = Row::new(vec![Value::from("a"), Value::Null, Value::Null]);
+        assert!(missing.check(&s).unwrap_err().contains("missing required field \"v\""));
+        let wrong = Row::new(vec![Value::from("a"), Value::from("x"), Value::Null]);
+        assert!(wrong.check(&s).unwrap_err().contains("does not fit"));
+        let ok = Row::new(vec![Value::from("a"), Value::from(1), Value::Null]);
+        assert!(ok.check(&s).is_ok());
+    }
+
+    #[test]
+    fn guard_compares_the_version_column() {
+        let s = schema();
+        let old = Row::new(vec![Value::from("a"), Value::from(1), Value::Null]);
+        let new = Row::new(vec![Value::from("a"), Value::from(2), Value::Null]);
+        assert_eq!(new.compare_guard(&old, &s), Ordering::Greater);
+        assert_eq!(old.compare_guard(&new, &s), Ordering::Less);
+    }
+
+    #[test]
+    fn keys_order_totally() {
+        let mut keys = vec![Key::text("b"), Key::text("a"), Key(vec![Value::from(3)])];
+        keys.sort();
+        assert_eq!(keys[0], Key(vec![Value::from(3)]));
+        assert_eq!(keys[1], Key::text("a"));
+    }
+}

@@ -1,0 +1,193 @@
+//! Full strategy: stage a whole snapshot (or the last N days plus one), recording fill progress
+//! with every page so a crash resumes the fill, then validate and promote once, atomically,
+//! optionally deleting target rows of the window that the snapshot no longer contains.
+
+use std::cmp::Ordering;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use super::{log_failure, RunReport, RunState, Strategy, StrategyKind, SyncContext};
+use crate::checkpoint::{CheckpointState, LedgerStatus};
+use crate::error::{Error, ErrorKind, Result};
+use crate::position::{compare_values, CheckpointDelta, CursorKey, Position};
+use crate::progress::ProgressEvent;
+use crate::record::RecordBatch;
+use crate::schema::{ColumnType, StreamSchema};
+use crate::source::{PageRequest, PageSelector};
+use crate::stager::{params_from, params_of, PromoteMode, ReplaceScope, ValidationRules};
+use crate::value::Value;
+
+/// Configuration of a full sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullConfig {
+    /// The stream to sync.
+    pub stream: String,
+    /// Records per page requested.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Only records whose (timestamp) cursor is within the last `window_days` days plus one
+    /// day, as the device sync's "last month plus one day"; `None` syncs everything.
+    #[serde(default)]
+    pub window_days: Option<u32>,
+    /// Delete target rows in the window that the snapshot no longer contains.
+    #[serde(default = "default_true")]
+    pub delete_missing: bool,
+}
+
+fn default_page_size() -> u32 {
+    1000
+}
+fn default_true() -> bool {
+    true
+}
+
+impl FullConfig {
+    /// A full sync of everything in `stream`, deleting rows the snapshot lacks.
+    pub fn new(stream: impl Into<String>) -> Self {
+        FullConfig { stream: stream.into(), page_size: default_page_size(), window_days: None, delete_missing: true }
+    }
+}
+
+/// Parameters pinned when the fill began, so a resumed fill reads the same window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FullParams {
+    since: Option<Vec<Value>>,
+    started_at: DateTime<Utc>,
+}
+
+/// Fill progress, staged atomically with each page (kept in an opaque token position).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FillProgress {
+    next: Option<PageSelector>,
+    pages: u64,
+    rows: u64,
+    max_cursor: Option<Vec<Value>>,
+}
+
+/// The full strategy.
+#[derive(Debug, Clone)]
+pub struct FullStrategy {
+    config: FullConfig,
+}
+
+impl FullStrategy {
+    /// A full strategy; fails on a zero page size.
+    pub fn new(config: FullConfig) -> Result<Self> {
+        if config.page_size == 0 {
+            return Err(Error::config("page_size must be at least 1"));
+        }
+        Ok(FullStrategy { config })
+    }
+
+    async fn run_inner(&self, ctx: &SyncContext, st: &mut RunState) -> Result<bool> {
+        let cfg = &self.config;
+        let schema = ctx.source.schema(&cfg.stream)?;
+        let scope = self.scope(&schema)?;
+        ctx.stager.ensure_stream(&schema).await?;
+        let fresh = FullParams { since: scope.as_ref().map(|(_, since)| vec![since.clone()]), started_at: Utc::now() };
+        let run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, params_of(&fresh)).await?;
+        let params: FullParams = if run.resumed { params_from(&run)? } else { fresh };
+        let mut fill = match &run.progress {
+            Position::Start => FillProgress { next: Some(PageSelector::First), pages: 0, rows: 0, max_cursor: None },
+            Position::Token(t) => serde_json::from_str(t).map_err(|e| {
+                Error::new(ErrorKind::CorruptState, "full-sync fill progress is malformed").with_source(e)
+            })?,
+            other => {
+                return Err(Error::new(ErrorKind::CorruptState, "full-sync fill progress has the wrong kind")
+                    .with_context("progress", other))
+            }
+        };
+        if run.resumed {
+            tracing::info!(sync = %ctx.sync, pages = fill.pages, rows = fill.rows, "resuming full-sync fill");
+        }
+        let limit = ctx.source.capabilities().clamp_page_size(cfg.page_size);
+        let mut staged_at = run.progress.clone();
+        let window_started = Instant::now();
+        while let Some(selector) = fill.next.take() {
+            if st.page_limit_reached(ctx) {
+                fill.next = Some(selector);
+                return Ok(false);
+            }
+            let req = PageRequest { stream: cfg.stream.clone(), selector, since: params.since.clone(), until: None, limit };
+            let page = st.fetch_page(ctx, &req).instrument(tracing::debug_span!("page", pages = fill.pages)).await?;
+            for row in &page.rows {
+                let c = row.cursor_values(&schema);
+                if !c.is_empty()
+                    && fill.max_cursor.as_ref().map_or(true, |m| compare_values(&c, m) == Some(Ordering::Greater))
+                {
+                    fill.max_cursor = Some(c);
+                }
+            }
+            fill.next = page.next;
+            fill.pages += 1;
+            fill.rows += page.rows.len() as u64;
+            let to = Position::Token(serde_json::to_string(&fill)?);
+            let batch = RecordBatch::new(schema.clone(), page.rows, CheckpointDelta { from: staged_at.clone(), to })?;
+            staged_at = ctx.stager.stage(&run, &batch).await?;
+            ctx.progress.emit(ProgressEvent::Staged { rows_staged: fill.rows });
+        }
+
+        let old = st.position();
+        let new = match &fill.max_cursor {
+            Some(c) if !schema.cursor().is_empty() => Position::CursorKey(CursorKey { cursor: c.clone(), key: None }),
+            _ if schema.cursor().is_empty() => Position::Timestamp(params.started_at),
+            _ => old.clone(),
+        };
+        // A snapshot never moves the checkpoint backwards: keep the old position when ahead.
+        let new = if old.compare(&new) == Some(Ordering::Greater) { old.clone() } else { new };
+        let delta = CheckpointDelta::new(old.clone(), new.clone())?;
+        let mode = match (cfg.delete_missing, scope) {
+            (false, _) => PromoteMode::Upsert,
+            (true, None) => PromoteMode::Replace(ReplaceScope::All),
+            (true, Some((column, since))) => PromoteMode::Replace(ReplaceScope::Since { column, since }),
+        };
+        let state = CheckpointState { position: new, ..st.state() };
+        let ledger = st.ledger(ctx, StrategyKind::Full, &delta, fill.rows, LedgerStatus::Committed, window_started);
+        let commit = st.commit_for(ctx, delta.clone(), state, Some(ledger));
+        let rules = ValidationRules::default();
+        st.validate_and_promote(ctx, &run, &rules, &mode, commit, true)
+            .instrument(tracing::info_span!("window", low = %delta.from, high = %delta.to))
+            .await?;
+        Ok(true)
+    }
+
+    /// The replace scope `(cursor column, since)` for a windowed full sync.
+    fn scope(&self, schema: &StreamSchema) -> Result<Option<(usize, Value)>> {
+        let Some(days) = self.config.window_days else { return Ok(None) };
+        let column = match schema.cursor() {
+            [c] if schema.columns()[*c].ty == ColumnType::Timestamp => *c,
+            _ => {
+                return Err(Error::config("window_days needs exactly one timestamp cursor column")
+                    .with_context("stream", schema.name()))
+            }
+        };
+        let since = Utc::now() - chrono::Duration::days(i64::from(days) + 1);
+        Ok(Some((column, Value::Timestamp(since))))
+    }
+}
+
+#[async_trait]
+impl Strategy for FullStrategy {
+    fn kind(&self) -> StrategyKind {
+        StrategyKind::Full
+    }
+
+    async fn run(&self, ctx: &SyncContext) -> Result<RunReport> {
+        let span = tracing::info_span!("sync_run", sync = %ctx.sync, strategy = "full");
+        async {
+            let mut st = RunState::start(ctx, StrategyKind::Full).await?;
+            let run_id = st.run_id.clone();
+            match self.run_inner(ctx, &mut st).await {
+                Ok(complete) => st.finish(ctx, complete).await,
+                Err(e) => log_failure(ctx, Some(&run_id), Err(e)).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

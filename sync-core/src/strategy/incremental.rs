@@ -1,0 +1,296 @@
+//! Incremental strategy: by timestamp, version or an API's `modifiedSince`.
+//!
+//! Each run reads records with `cursor >= checkpoint cursor - lookback` up to an upper bound
+//! pinned at run start (`source high watermark - settle_lag`). The checkpoint is a
+//! (cursor, key) pair: records at the boundary value whose key is at or below the
+//! checkpoint key are skipped, so ties are neither lost nor read twice, in constant-size
+//! state. Sources ordered by (cursor, key) promote and checkpoint after every page; unordered
+//! sources make the whole run one window, committed at the end.
+
+use std::cmp::Ordering;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use super::{log_failure, RunReport, RunState, Strategy, StrategyKind, SyncContext};
+use crate::checkpoint::{CheckpointState, LedgerStatus};
+use crate::error::{Error, ErrorKind, Result};
+use crate::position::{CheckpointDelta, CursorKey, Position};
+use crate::progress::ProgressEvent;
+use crate::record::{RecordBatch, Row};
+use crate::schema::{ColumnType, StreamSchema};
+use crate::source::{PageRequest, PageSelector, SourceOrdering};
+use crate::stager::{PromoteMode, StagingRun, ValidationRules};
+use crate::value::Value;
+
+/// What to do with a record whose cursor value is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingCursorPolicy {
+    /// Quarantine it with the reason "missing cursor value" and go on.
+    #[default]
+    Quarantine,
+    /// Fail the run before staging the page.
+    Fail,
+}
+
+/// Configuration of an incremental sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalConfig {
+    /// The stream; its schema needs exactly one cursor column of type timestamp or integer.
+    pub stream: String,
+    /// Records per page requested.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Re-read this far behind the checkpoint each run, in cursor units (milliseconds for
+    /// timestamps, versions for integers). Re-read rows are absorbed by the keyed upsert.
+    #[serde(default)]
+    pub lookback: i64,
+    /// Records become visible in the source strictly within this lag (cursor units); the
+    /// upper bound of a run is the source's high watermark (or the clock for timestamps)
+    /// minus the lag.
+    #[serde(default)]
+    pub settle_lag: i64,
+    /// Records without a cursor value.
+    #[serde(default)]
+    pub missing_cursor: MissingCursorPolicy,
+}
+
+fn default_page_size() -> u32 {
+    1000
+}
+
+impl IncrementalConfig {
+    /// An incremental sync of `stream` without lookback or settle lag.
+    pub fn new(stream: impl Into<String>) -> Self {
+        IncrementalConfig {
+            stream: stream.into(),
+            page_size: default_page_size(),
+            lookback: 0,
+            settle_lag: 0,
+            missing_cursor: MissingCursorPolicy::default(),
+        }
+    }
+}
+
+/// The incremental strategy.
+#[derive(Debug, Clone)]
+pub struct IncrementalStrategy {
+    config: IncrementalConfig,
+}
+
+impl IncrementalStrategy {
+    /// An incremental strategy; fails on a zero page size or negative lookback or lag.
+    pub fn new(config: IncrementalConfig) -> Result<Self> {
+        if config.page_size == 0 || config.lookback < 0 || config.settle_lag < 0 {
+            return Err(Error::config("page_size must be positive and lookback and settle_lag not negative"));
+        }
+        Ok(IncrementalStrategy { config })
+    }
+
+    fn cursor_column(schema: &StreamSchema) -> Result<(usize, ColumnType)> {
+        match schema.cursor() {
+            [c] if matches!(schema.columns()[*c].ty, ColumnType::Timestamp | ColumnType::Integer) => {
+                Ok((*c, schema.columns()[*c].ty))
+            }
+            _ => Err(Error::config("incremental sync needs exactly one timestamp or integer cursor column")
+                .with_context("stream", schema.name())),
+        }
+    }
+
+    /// `value - amount` in cursor units.
+    fn minus(value: &Value, amount: i64) -> Value {
+        match value {
+            Value::Timestamp(t) => Value::Timestamp(*t - chrono::Duration::milliseconds(amount)),
+            Value::Integer(i) => Value::Integer(i.saturating_sub(amount)),
+            other => other.clone(),
+        }
+    }
+
+    async fn upper_bound(&self, ctx: &SyncContext, ty: ColumnType) -> Result<Option<Value>> {
+        let hwm = ctx.source.high_watermark(&self.config.stream).await?;
+        Ok(match (hwm.and_then(|v| v.into_iter().next()), ty) {
+            (Some(v), _) => Some(Self::minus(&v, self.config.settle_lag)),
+            (None, ColumnType::Timestamp) => Some(Self::minus(&Value::Timestamp(Utc::now()), self.config.settle_lag)),
+            (None, _) => None,
+        })
+    }
+
+    async fn run_inner(&self, ctx: &SyncContext, st: &mut RunState) -> Result<bool> {
+        let cfg = &self.config;
+        let schema = ctx.source.schema(&cfg.stream)?;
+        let (cursor_col, cursor_ty) = Self::cursor_column(&schema)?;
+        let ordered = ctx.source.capabilities().ordering == SourceOrdering::ByCursorThenKey;
+        let until = self.upper_bound(ctx, cursor_ty).await?;
+        if !ordered && until.is_none() {
+            return Err(Error::unsupported(
+                ctx.source.name(),
+                "incremental sync of an unordered source without a high watermark",
+            ));
+        }
+        ctx.stager.ensure_stream(&schema).await?;
+        let rules = ValidationRules {
+            require: vec![cursor_col],
+            require_reason: Some("missing cursor value".into()),
+            rules: Vec::new(),
+        };
+        let mut run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+        let mut pos = st.position();
+        if run.resumed && run.staged_rows > 0 {
+            if ordered && run.progress != pos {
+                // Promote what the interrupted run staged but did not commit.
+                let delta = CheckpointDelta::new(pos.clone(), run.progress.clone())?;
+                self.promote(ctx, st, &run, &rules, delta, 0, Instant::now()).await?;
+                pos = run.progress.clone();
+            } else {
+                // An unordered window is all or nothing: start it again.
+                ctx.stager.abort(&run).await?;
+                run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+            }
+        }
+        let since = match &pos {
+            Position::Start => None,
+            Position::CursorKey(ck) if ck.cursor.len() == 1 => Some(vec![Self::minus(&ck.cursor[0], cfg.lookback)]),
+            other => {
+                return Err(Error::new(ErrorKind::CheckpointDelta, "incremental checkpoint has the wrong kind")
+                    .with_context("position", other))
+            }
+        };
+        let limit = ctx.source.capabilities().clamp_page_size(cfg.page_size);
+        let mut staged_at = run.progress.clone();
+        let mut selector = Some(PageSelector::First);
+        let (window_low, window_started) = (pos.clone(), Instant::now());
+        let mut window_read = 0;
+        let mut complete = true;
+        while let Some(sel) = selector.take() {
+            if st.page_limit_reached(ctx) {
+                complete = false;
+                break;
+            }
+            let req = PageRequest { stream: cfg.stream.clone(), selector: sel, since: since.clone(), until: until.clone().map(|u| vec![u]), limit };
+            let page = st.fetch_page(ctx, &req).await?;
+            selector = page.next;
+            let read = page.rows.len() as u64;
+            let (rows, page_max) = self.filter(&schema, cursor_col, &pos, until.as_ref(), page.rows)?;
+            let new_pos = match page_max {
+                Some(ck) if ordered && pos.compare(&Position::CursorKey(ck.clone())) == Some(Ordering::Less) => {
+                    Position::CursorKey(ck)
+                }
+                _ => pos.clone(),
+            };
+            if rows.is_empty() && new_pos == pos {
+                window_read += read;
+                continue;
+            }
+            let to = if ordered { new_pos.clone() } else { staged_at.clone() };
+            let batch = RecordBatch::new(schema.clone(), rows, CheckpointDelta { from: staged_at.clone(), to })?;
+            staged_at = ctx.stager.stage(&run, &batch).await?;
+            ctx.progress.emit(ProgressEvent::Staged { rows_staged: st.report.rows_read });
+            if ordered {
+                let delta = CheckpointDelta::new(pos.clone(), new_pos.clone())?;
+                self.promote(ctx, st, &run, &rules, delta, read, Instant::now())
+                    .instrument(tracing::info_span!("batch", high = %new_pos))
+                    .await?;
+                pos = new_pos;
+            } else {
+                window_read += read;
+            }
+        }
+        if !ordered && complete {
+            let until = until.expect("unordered runs have an upper bound");
+            let end = Position::CursorKey(CursorKey { cursor: vec![until], key: None });
+            let end = if pos.compare(&end) == Some(Ordering::Greater) { pos.clone() } else { end };
+            let delta = CheckpointDelta::new(window_low, end)?;
+            self.promote(ctx, st, &run, &rules, delta, window_read, window_started).await?;
+        }
+        if complete || ordered {
+            ctx.stager.abort(&run).await?;
+        }
+        Ok(complete)
+    }
+
+    /// Drops rows at or before the checkpoint (without lookback) and above the upper bound;
+    /// applies the missing-cursor policy; returns the kept rows and the largest (cursor, key).
+    fn filter(
+        &self,
+        schema: &StreamSchema,
+        cursor_col: usize,
+        pos: &Position,
+        until: Option<&Value>,
+        rows: Vec<Row>,
+    ) -> Result<(Vec<Row>, Option<CursorKey>)> {
+        let mut kept = Vec::with_capacity(rows.len());
+        let mut max: Option<CursorKey> = None;
+        for row in rows {
+            let cursor = row.get(cursor_col);
+            if cursor.is_null() {
+                if self.config.missing_cursor == MissingCursorPolicy::Fail {
+                    return Err(Error::invalid_input("record has no cursor value")
+                        .with_context("stream", schema.name())
+                        .with_context("key", row.key(schema)));
+                }
+                kept.push(row);
+                continue;
+            }
+            if until.is_some_and(|u| cursor.compare(u) == Some(Ordering::Greater)) {
+                continue;
+            }
+            let ck = row.cursor_key(schema);
+            let at_or_before = match pos {
+                Position::CursorKey(p) => matches!(ck.compare(p), Some(Ordering::Less | Ordering::Equal)),
+                _ => false,
+            };
+            if at_or_before && self.config.lookback == 0 {
+                continue;
+            }
+            if max.as_ref().map_or(true, |m| ck.compare(m) == Some(Ordering::Greater)) {
+                max = Some(ck);
+            }
+            kept.push(row);
+        }
+        Ok((kept, max))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn promote(
+        &self,
+        ctx: &SyncContext,
+        st: &mut RunState,
+        run: &StagingRun,
+        rules: &ValidationRules,
+        delta: CheckpointDelta,
+        read: u64,
+        started: Instant,
+    ) -> Result<()> {
+        let ledger = st.ledger(ctx, StrategyKind::Incremental, &delta, read, LedgerStatus::Committed, started);
+        let state = CheckpointState { position: delta.to.clone(), ..st.state() };
+        let commit = st.commit_for(ctx, delta, state, Some(ledger));
+        st.validate_and_promote(ctx, run, rules, &PromoteMode::Upsert, commit, false).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Strategy for IncrementalStrategy {
+    fn kind(&self) -> StrategyKind {
+        StrategyKind::Incremental
+    }
+
+    async fn run(&self, ctx: &SyncContext) -> Result<RunReport> {
+        let span = tracing::info_span!("sync_run", sync = %ctx.sync, strategy = "incremental");
+        async {
+            let mut st = RunState::start(ctx, StrategyKind::Incremental).await?;
+            let run_id = st.run_id.clone();
+            match self.run_inner(ctx, &mut st).await {
+                Ok(complete) => st.finish(ctx, complete).await,
+                Err(e) => log_failure(ctx, Some(&run_id), Err(e)).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

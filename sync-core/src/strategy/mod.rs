@@ -1,0 +1,383 @@
+//! The four strategies (full, incremental, offset, sequence window) and what they share:
+//! the run context, the run report, page fetching with retry and limits, and the commit
+//! step that survives an outcome-unknown error.
+
+pub mod full;
+pub mod incremental;
+pub mod offset;
+pub mod sequence_window;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{
+    Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, LedgerStatus, LogLevel, StoredCheckpoint,
+    SyncLogEntry,
+};
+use crate::error::{Error, ErrorKind, RetryClass, Result};
+use crate::position::{CheckpointDelta, Position};
+use crate::progress::{Progress, ProgressEvent};
+use crate::queue::ChangeQueue;
+use crate::retry::{RetryPolicy, RunLimits};
+use crate::sink::Sink;
+use crate::source::{Page, PageRequest, Source};
+use crate::stager::{PromoteMode, PromoteReport, Stager, StagingRun, ValidationReport, ValidationRules};
+
+pub use full::{FullConfig, FullStrategy};
+pub use incremental::{IncrementalConfig, IncrementalStrategy, MissingCursorPolicy};
+pub use offset::{DriftPolicy, OffsetConfig, OffsetStatus, OffsetStrategy};
+pub use sequence_window::{check_history, HistoryReport, SequenceWindowConfig, SequenceWindowStrategy};
+
+/// The four strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// Full snapshot (optionally of a recent window), promoted once.
+    Full,
+    /// Cursor-based incremental (timestamp, version or `modifiedSince`).
+    Incremental,
+    /// Persisted offset over a stable order.
+    Offset,
+    /// Windows of a change queue `(low, high]`.
+    SequenceWindow,
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StrategyKind::Full => "full",
+            StrategyKind::Incremental => "incremental",
+            StrategyKind::Offset => "offset",
+            StrategyKind::SequenceWindow => "sequence_window",
+        })
+    }
+}
+
+/// Everything a run needs. The stager and the checkpoint store MUST be the same database:
+/// `Stager::promote` commits the checkpoint that `Checkpoint::load` reads.
+#[derive(Debug, Clone)]
+pub struct SyncContext {
+    /// Name of the sync (one stream of one integration), the checkpoint key.
+    pub sync: String,
+    /// Where records come from.
+    pub source: Arc<dyn Source>,
+    /// Staging and promotion.
+    pub stager: Arc<dyn Stager>,
+    /// Checkpoints, ledger and log.
+    pub checkpoints: Arc<dyn Checkpoint>,
+    /// Optional destination for promoted records (sequence window).
+    pub sink: Option<Arc<dyn Sink>>,
+    /// The change queue (sequence window).
+    pub queue: Option<Arc<dyn ChangeQueue>>,
+    /// Retry policy around source and sink calls.
+    pub retry: RetryPolicy,
+    /// Per-run limits.
+    pub limits: RunLimits,
+    /// Progress events.
+    pub progress: Progress,
+}
+
+impl SyncContext {
+    /// A context with the default retry policy, no limits, no sink and no progress events.
+    pub fn new(
+        sync: impl Into<String>,
+        source: Arc<dyn Source>,
+        stager: Arc<dyn Stager>,
+        checkpoints: Arc<dyn Checkpoint>,
+    ) -> Self {
+        SyncContext {
+            sync: sync.into(),
+            source,
+            stager,
+            checkpoints,
+            sink: None,
+            queue: None,
+            retry: RetryPolicy::default(),
+            limits: RunLimits::default(),
+            progress: Progress::none(),
+        }
+    }
+
+    /// Sets the sink.
+    pub fn with_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Sets the change queue.
+    pub fn with_queue(mut self, queue: Arc<dyn ChangeQueue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the run limits.
+    pub fn with_limits(mut self, limits: RunLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the progress sender.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunReport {
+    /// The run id.
+    pub run_id: String,
+    /// Pages fetched.
+    pub pages: u64,
+    /// Records fetched.
+    pub rows_read: u64,
+    /// Records written to the target.
+    pub rows_written: u64,
+    /// Records quarantined.
+    pub rows_rejected: u64,
+    /// Windows committed (ledger rows written).
+    pub windows: u64,
+    /// The checkpoint position at the end.
+    pub position: Option<Position>,
+    /// False when a limit stopped the run before the end of the source (resumes next run).
+    pub complete: bool,
+}
+
+/// A strategy: one resumable run at a time per sync.
+#[async_trait]
+pub trait Strategy: fmt::Debug + Send + Sync + 'static {
+    /// Which strategy this is.
+    fn kind(&self) -> StrategyKind;
+    /// Runs once: resumes whatever an interrupted run left, then syncs up to the end or a limit.
+    async fn run(&self, ctx: &SyncContext) -> Result<RunReport>;
+}
+
+/// Per-run bookkeeping shared by the strategies.
+#[derive(Debug)]
+pub(crate) struct RunState {
+    pub(crate) run_id: String,
+    pub(crate) fence: FenceToken,
+    pub(crate) stored: Option<StoredCheckpoint>,
+    pub(crate) report: RunReport,
+    errors: AtomicU64,
+    started: Instant,
+}
+
+impl RunState {
+    /// Acquires the fence and loads the checkpoint.
+    pub(crate) async fn start(ctx: &SyncContext, kind: StrategyKind) -> Result<RunState> {
+        ctx.source.capabilities().require(ctx.source.name(), kind)?;
+        let fence = ctx.checkpoints.acquire_fence(&ctx.sync).await?;
+        let stored = ctx.checkpoints.load(&ctx.sync).await?;
+        let run_id = crate::stager::new_run_id();
+        ctx.checkpoints.append_log(&log_entry(ctx, &run_id, LogLevel::Info, "run_started", format!("{kind} run started"))).await?;
+        ctx.progress.emit(ProgressEvent::RunStarted { sync: ctx.sync.clone(), run_id: run_id.clone() });
+        tracing::info!(sync = %ctx.sync, run_id = %run_id, strategy = %kind, fence = fence.0, "run started");
+        let report = RunReport { run_id: run_id.clone(), position: stored.as_ref().map(|s| s.state.position.clone()), ..RunReport::default() };
+        Ok(RunState { run_id, fence, stored, report, errors: AtomicU64::new(0), started: Instant::now() })
+    }
+
+    /// The stored state, or `Start`.
+    pub(crate) fn state(&self) -> CheckpointState {
+        self.stored.as_ref().map_or_else(|| CheckpointState::at(Position::Start), |s| s.state.clone())
+    }
+
+    /// The current checkpoint position.
+    pub(crate) fn position(&self) -> Position {
+        self.stored.as_ref().map_or(Position::Start, |s| s.state.position.clone())
+    }
+
+    /// True once `max_pages` pages were fetched.
+    pub(crate) fn page_limit_reached(&self, ctx: &SyncContext) -> bool {
+        ctx.limits.max_pages.is_some_and(|m| self.report.pages >= m)
+    }
+
+    /// Fetches a page with retry, counting errors against `max_errors`.
+    pub(crate) async fn fetch_page(&mut self, ctx: &SyncContext, req: &PageRequest) -> Result<Page> {
+        let page = self
+            .retrying(ctx, || ctx.source.fetch_page(req))
+            .await
+            .map_err(|e| e.with_context("stream", &req.stream))?;
+        self.report.pages += 1;
+        self.report.rows_read += page.rows.len() as u64;
+        ctx.progress.emit(ProgressEvent::Page { pages: self.report.pages, rows_fetched: self.report.rows_read });
+        tracing::debug!(sync = %ctx.sync, page = self.report.pages, rows = page.rows.len(), "page fetched");
+        Ok(page)
+    }
+
+    /// Runs a source or sink call under the retry policy and the `max_errors` limit.
+    pub(crate) async fn retrying<T, F, Fut>(&self, ctx: &SyncContext, op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let result = ctx
+            .retry
+            .run(op, |attempt, _, e| {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                ctx.progress.emit(ProgressEvent::Retry { attempt, error: e.to_string() });
+            })
+            .await;
+        if let Err(e) = &result {
+            if e.retry_class() != RetryClass::Permanent {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(max) = ctx.limits.max_errors {
+            let seen = self.errors.load(Ordering::Relaxed);
+            if seen > max {
+                let e = Error::new(ErrorKind::LimitReached, "too many errors in this run")
+                    .with_retry(RetryClass::Exhausted)
+                    .with_context("errors", seen);
+                return Err(match result {
+                    Err(inner) => e.with_source(inner),
+                    Ok(_) => e,
+                });
+            }
+        }
+        result
+    }
+
+    /// A ledger row for a window of this run; the store fills in the rows written and
+    /// validation the rows rejected.
+    pub(crate) fn ledger(
+        &self,
+        ctx: &SyncContext,
+        kind: StrategyKind,
+        delta: &CheckpointDelta,
+        read: u64,
+        status: LedgerStatus,
+        since: Instant,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            sync: ctx.sync.clone(),
+            run_id: self.run_id.clone(),
+            strategy: kind,
+            low: delta.from.clone(),
+            high: delta.to.clone(),
+            rows_read: read,
+            rows_written: 0,
+            rows_rejected: 0,
+            duration_ms: since.elapsed().as_millis() as u64,
+            status,
+            committed_at: Utc::now(),
+        }
+    }
+
+    /// The commit for `state` reached through `delta`, with `ledger`.
+    pub(crate) fn commit_for(
+        &self,
+        ctx: &SyncContext,
+        delta: CheckpointDelta,
+        state: CheckpointState,
+        ledger: Option<LedgerEntry>,
+    ) -> CheckpointCommit {
+        CheckpointCommit {
+            sync: ctx.sync.clone(),
+            expected_version: self.stored.as_ref().map(|s| s.version),
+            fence: self.fence,
+            delta,
+            state,
+            ledger,
+            log: Vec::new(),
+        }
+    }
+
+    /// Validates and promotes everything staged in `run` with `commit` (the ledger row gets
+    /// the quarantine count here and the written count from the store); on an
+    /// outcome-unknown error re-reads the checkpoint and treats the commit as done when it is
+    /// there. Updates the run report and the stored checkpoint this run compares against.
+    pub(crate) async fn validate_and_promote(
+        &mut self,
+        ctx: &SyncContext,
+        run: &StagingRun,
+        rules: &ValidationRules,
+        mode: &PromoteMode,
+        mut commit: CheckpointCommit,
+        close: bool,
+    ) -> Result<(ValidationReport, PromoteReport)> {
+        let validation = ctx.stager.validate(run, rules).await?;
+        if let Some(ledger) = commit.ledger.as_mut() {
+            ledger.rows_rejected += validation.quarantined;
+        }
+        let promoted = match ctx.stager.promote(run, mode, &commit, close).await {
+            Ok(r) => r,
+            Err(e) if e.is_outcome_unknown() => {
+                let now = ctx.checkpoints.load(&ctx.sync).await?;
+                let landed = now.as_ref().is_some_and(|s| {
+                    Some(s.version) == commit.expected_version.map(|v| v + 1).or(Some(1)) && s.state == commit.state
+                });
+                if !landed {
+                    return Err(e);
+                }
+                tracing::warn!(sync = %ctx.sync, "promote outcome unknown; the checkpoint shows it committed");
+                PromoteReport { checkpoint_version: now.as_ref().map_or(0, |s| s.version), ..PromoteReport::default() }
+            }
+            Err(e) => return Err(e),
+        };
+        self.stored = Some(StoredCheckpoint {
+            sync: ctx.sync.clone(),
+            state: commit.state.clone(),
+            version: promoted.checkpoint_version,
+            updated_at: Utc::now(),
+        });
+        self.report.rows_written += promoted.written();
+        self.report.rows_rejected += validation.quarantined;
+        self.report.windows += u64::from(commit.ledger.is_some());
+        self.report.position = Some(commit.state.position.clone());
+        ctx.progress.emit(ProgressEvent::Promoted {
+            rows_promoted: self.report.rows_written,
+            rows_rejected: self.report.rows_rejected,
+            position: commit.state.position.clone(),
+        });
+        tracing::info!(sync = %ctx.sync, position = %commit.state.position, written = promoted.written(), rejected = validation.quarantined, "window promoted");
+        Ok((validation, promoted))
+    }
+
+    /// Logs the end of the run and returns the report.
+    pub(crate) async fn finish(mut self, ctx: &SyncContext, complete: bool) -> Result<RunReport> {
+        self.report.complete = complete;
+        let msg = format!(
+            "read {} rows in {} pages, wrote {}, rejected {}, {} windows in {} ms{}",
+            self.report.rows_read,
+            self.report.pages,
+            self.report.rows_written,
+            self.report.rows_rejected,
+            self.report.windows,
+            self.started.elapsed().as_millis(),
+            if complete { "" } else { "; stopped at a limit, resumes next run" }
+        );
+        ctx.checkpoints.append_log(&log_entry(ctx, &self.run_id, LogLevel::Info, "run_finished", msg)).await?;
+        ctx.progress.emit(ProgressEvent::RunFinished { complete });
+        Ok(self.report)
+    }
+}
+
+/// Logs a failed run (best effort) and passes the error on.
+pub(crate) async fn log_failure<T>(ctx: &SyncContext, run_id: Option<&str>, result: Result<T>) -> Result<T> {
+    if let Err(e) = &result {
+        let entry = log_entry(ctx, run_id.unwrap_or("-"), LogLevel::Error, "run_failed", e.to_string());
+        if let Err(log_err) = ctx.checkpoints.append_log(&entry).await {
+            tracing::warn!(sync = %ctx.sync, error = %log_err, "could not log the failed run");
+        }
+        tracing::error!(sync = %ctx.sync, error = %e, "run failed");
+    }
+    result
+}
+
+pub(crate) fn log_entry(ctx: &SyncContext, run_id: &str, level: LogLevel, event: &str, message: String) -> SyncLogEntry {
+    SyncLogEntry { sync: ctx.sync.clone(), run_id: run_id.to_string(), at: Utc::now(), level, event: event.to_string(), message }
+}
