@@ -37,6 +37,8 @@ pub struct SourceCapabilities {
     pub max_page_size: Option<u32>,
     /// Whether `fetch_latest` is implemented.
     pub fetch_latest: bool,
+    /// Whether `PageSelector::After` (keyset paging on (cursor, key)) is served.
+    pub keyset: bool,
 }
 
 impl SourceCapabilities {

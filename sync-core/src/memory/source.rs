@@ -98,6 +98,7 @@ impl MemorySource {
                 ordering,
                 max_page_size: None,
                 fetch_latest: true,
+                keyset: true,
             },
             paging: MemoryPaging::Offset,
             silent_limit: None,
@@ -252,6 +253,10 @@ impl Source for MemorySource {
                 let last: Key = serde_json::from_str(t).map_err(|_| bad_selector(&req.selector))?;
                 matching.iter().position(|r| r.key(schema) > last).unwrap_or(matching.len())
             }
+            PageSelector::After(ck) if self.capabilities.keyset => matching
+                .iter()
+                .position(|r| r.cursor_key(schema).compare(ck).is_some_and(|o| o.is_gt()))
+                .unwrap_or(matching.len()),
             other => return Err(bad_selector(other)),
         };
         let page: Vec<Row> = matching.iter().skip(start).take(limit).map(|r| (*r).clone()).collect();

@@ -140,6 +140,10 @@ impl IncrementalStrategy {
         };
         let mut run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
         let mut pos = st.position();
+        if run.resumed && run.staged_rows == 0 && run.progress != pos {
+            ctx.stager.abort(&run).await?;
+            run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+        }
         if run.resumed && run.staged_rows > 0 {
             if ordered && run.progress != pos {
                 // Promote what the interrupted run staged but did not commit.
@@ -160,8 +164,11 @@ impl IncrementalStrategy {
                     .with_context("position", other))
             }
         };
-        let limit = ctx.source.capabilities().clamp_page_size(cfg.page_size);
+        let caps = ctx.source.capabilities();
+        let limit = caps.clamp_page_size(cfg.page_size);
+        let until_bound = until.clone().map(|u| vec![u]);
         let mut staged_at = run.progress.clone();
+        let mut request_since = since;
         let mut selector = Some(PageSelector::First);
         let (window_low, window_started) = (pos.clone(), Instant::now());
         let mut window_read = 0;
@@ -171,9 +178,8 @@ impl IncrementalStrategy {
                 complete = false;
                 break;
             }
-            let req = PageRequest { stream: cfg.stream.clone(), selector: sel, since: since.clone(), until: until.clone().map(|u| vec![u]), limit };
+            let req = PageRequest { stream: cfg.stream.clone(), selector: sel, since: request_since.clone(), until: until_bound.clone(), limit };
             let page = st.fetch_page(ctx, &req).await?;
-            selector = page.next;
             let read = page.rows.len() as u64;
             let (rows, page_max) = self.filter(&schema, cursor_col, &pos, until.as_ref(), page.rows)?;
             let new_pos = match page_max {
@@ -182,23 +188,33 @@ impl IncrementalStrategy {
                 }
                 _ => pos.clone(),
             };
-            if rows.is_empty() && new_pos == pos {
-                window_read += read;
-                continue;
+            let advanced = new_pos != pos;
+            let stage_it = !rows.is_empty() || advanced;
+            if stage_it {
+                let to = if ordered { new_pos.clone() } else { staged_at.clone() };
+                let batch = RecordBatch::new(schema.clone(), rows, CheckpointDelta { from: staged_at.clone(), to })?;
+                staged_at = ctx.stager.stage(&run, &batch).await?;
+                ctx.progress.emit(ProgressEvent::Staged { rows_staged: st.report.rows_read });
             }
-            let to = if ordered { new_pos.clone() } else { staged_at.clone() };
-            let batch = RecordBatch::new(schema.clone(), rows, CheckpointDelta { from: staged_at.clone(), to })?;
-            staged_at = ctx.stager.stage(&run, &batch).await?;
-            ctx.progress.emit(ProgressEvent::Staged { rows_staged: st.report.rows_read });
-            if ordered {
+            if !ordered {
+                window_read += read;
+            } else if stage_it {
                 let delta = CheckpointDelta::new(pos.clone(), new_pos.clone())?;
                 self.promote(ctx, st, &run, &rules, delta, read, Instant::now())
                     .instrument(tracing::info_span!("batch", high = %new_pos))
                     .await?;
                 pos = new_pos;
-            } else {
-                window_read += read;
             }
+            selector = match (page.next, &pos) {
+                (None, _) => None,
+                // Re-anchor on the new checkpoint rather than trusting offsets: records that
+                // moved to the end while we paged are found again, none is skipped.
+                (Some(_), Position::CursorKey(ck)) if ordered && advanced => {
+                    request_since = Some(ck.cursor.clone());
+                    Some(if caps.keyset { PageSelector::After(ck.clone()) } else { PageSelector::First })
+                }
+                (Some(next), _) => Some(next),
+            };
         }
         if !ordered && complete {
             let until = until.expect("unordered runs have an upper bound");

@@ -59,6 +59,7 @@ impl OffsetConfig {
 
 /// Constant-size extras kept in the checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct OffsetExtra {
     last_key: Option<Key>,
     total: Option<u64>,
@@ -142,8 +143,8 @@ impl OffsetStrategy {
         }
         ctx.stager.ensure_stream(&schema).await?;
         let mut run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
-        if run.resumed && run.staged_rows > 0 {
-            // Rows staged but never promoted: fetch them again from the committed offset.
+        if run.resumed {
+            // Rows staged but never promoted are fetched again from the committed offset.
             ctx.stager.abort(&run).await?;
             run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
         }
@@ -166,9 +167,18 @@ impl OffsetStrategy {
                 selector: PageSelector::Offset(request_offset),
                 since: None,
                 until: None,
-                limit,
+                limit: if overlap { limit.saturating_add(1) } else { limit },
             };
-            let page = st.fetch_page(ctx, &req).await?;
+            let mut page = st.fetch_page(ctx, &req).await?;
+            if overlap && page.rows.len() == 1 && page.next.is_some() {
+                // The server clamps pages to one record: the overlap ate the page. The
+                // overlap record matched or not is still checked below; read on without it.
+                let next = PageRequest { selector: PageSelector::Offset(offset), limit, ..req.clone() };
+                let more = st.fetch_page(ctx, &next).await?;
+                page.rows.extend(more.rows);
+                page.next = more.next;
+                page.total = more.total.or(page.total);
+            }
             let mut rows = page.rows;
             let drift = match (run_total, page.total) {
                 (Some(before), Some(now)) if before != now => Some(format!("source total changed from {before} to {now}")),
@@ -192,6 +202,9 @@ impl OffsetStrategy {
                     .append_log(&log_entry(ctx, &st.run_id, LogLevel::Warn, "drift", format!("{reason}; restarting from 0")))
                     .await?;
                 ctx.checkpoints.reset(&ctx.sync, st.fence).await?;
+                ctx.stager.abort(&run).await?;
+                run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+                staged_at = run.progress.clone();
                 st.stored = None;
                 (offset, extra, run_total) = (0, OffsetExtra::default(), None);
                 continue;

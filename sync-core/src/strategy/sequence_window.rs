@@ -191,7 +191,7 @@ impl SequenceWindowStrategy {
             };
             let window = Window::new(low, high)?;
             let ids = self.window_ids(ctx, window).await?;
-            let delta = CheckpointDelta::new(Position::Sequence(low), Position::Sequence(high))?;
+            let delta = CheckpointDelta::new(st.position(), Position::Sequence(high))?;
             self.apply(ctx, st, &schema, &ids, delta, window, LedgerStatus::Committed)
                 .instrument(tracing::info_span!("window", %window, ids = ids.len()))
                 .await?;
