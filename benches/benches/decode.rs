@@ -1,4 +1,5 @@
 //! Page decode into rows: schema-guided (`RowDecoder`) against `serde_json::Value`.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sync_benches::{item_schema, items_page};
@@ -10,11 +11,19 @@ fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("page_decode");
     group.throughput(Throughput::Elements(1000));
     group.bench_with_input(BenchmarkId::new("row_decoder", 1000), &page, |b, page| {
-        b.iter(|| decoder.decode_page(page.as_bytes(), &["items"]).expect("page decodes").rows.len())
+        b.iter(|| {
+            decoder
+                .decode_page(page.as_bytes(), &["items"])
+                .expect("page decodes")
+                .rows
+                .len()
+        })
     });
-    group.bench_with_input(BenchmarkId::new("serde_json_value", 1000), &page, |b, page| {
-        b.iter(|| serde_json_value_rows(page))
-    });
+    group.bench_with_input(
+        BenchmarkId::new("serde_json_value", 1000),
+        &page,
+        |b, page| b.iter(|| serde_json_value_rows(page)),
+    );
     group.finish();
 }
 

@@ -14,7 +14,13 @@ pub fn item_schema() -> Arc<StreamSchema> {
             .with_column(Column::required("updated_at", ColumnType::Timestamp))
             .with_column(Column::required("version", ColumnType::Integer))
             .with_column(Column::required("name", ColumnType::Text))
-            .with_column(Column::required("price", ColumnType::Decimal { precision: Some(12), scale: Some(2) }))
+            .with_column(Column::required(
+                "price",
+                ColumnType::Decimal {
+                    precision: Some(12),
+                    scale: Some(2),
+                },
+            ))
             .with_column(Column::required("payload", ColumnType::Json))
             .with_primary_key(["id"])
             .with_cursor(["updated_at"])

@@ -41,13 +41,19 @@ struct StoredEnvelope {
 impl CheckpointState {
     /// State at `position` with no extras.
     pub fn at(position: Position) -> Self {
-        CheckpointState { position, delivered: None, extra: serde_json::Map::new() }
+        CheckpointState {
+            position,
+            delivered: None,
+            extra: serde_json::Map::new(),
+        }
     }
 
     /// The stored JSON text, tagged with [`CHECKPOINT_FORMAT`].
     pub fn to_stored(&self) -> String {
         let mut v = serde_json::to_value(self).expect("checkpoint state serializes");
-        v.as_object_mut().expect("object").insert("format".into(), CHECKPOINT_FORMAT.into());
+        v.as_object_mut()
+            .expect("object")
+            .insert("format".into(), CHECKPOINT_FORMAT.into());
         v.to_string()
     }
 
@@ -56,8 +62,8 @@ impl CheckpointState {
     /// [`ErrorKind::CorruptState`] error.
     pub fn from_stored(text: &str) -> Result<Self> {
         let corrupt = |msg: &str| Error::new(ErrorKind::CorruptState, msg.to_string());
-        let env: StoredEnvelope =
-            serde_json::from_str(text).map_err(|e| corrupt("malformed checkpoint state").with_source(e))?;
+        let env: StoredEnvelope = serde_json::from_str(text)
+            .map_err(|e| corrupt("malformed checkpoint state").with_source(e))?;
         let mut body = env.body;
         match env.format {
             1 => {
@@ -68,7 +74,9 @@ impl CheckpointState {
             }
             CHECKPOINT_FORMAT => {}
             f if f > CHECKPOINT_FORMAT => {
-                return Err(corrupt("checkpoint was written by a newer library").with_context("format", f));
+                return Err(
+                    corrupt("checkpoint was written by a newer library").with_context("format", f)
+                );
             }
             f => return Err(corrupt("unknown checkpoint format").with_context("format", f)),
         }
@@ -190,7 +198,11 @@ impl CheckpointCommit {
     /// Fails with [`ErrorKind::Fenced`] for a stale token, [`ErrorKind::Conflict`] when the
     /// version differs, and [`ErrorKind::CheckpointDelta`] when the delta does not continue
     /// from the stored position, goes backwards, or disagrees with `state.position`.
-    pub fn check(&self, stored: Option<&StoredCheckpoint>, latest_fence: Option<FenceToken>) -> Result<()> {
+    pub fn check(
+        &self,
+        stored: Option<&StoredCheckpoint>,
+        latest_fence: Option<FenceToken>,
+    ) -> Result<()> {
         if latest_fence != Some(self.fence) {
             return Err(Error::new(ErrorKind::Fenced, "fencing token is stale")
                 .with_context("sync", &self.sync)
@@ -198,16 +210,24 @@ impl CheckpointCommit {
         }
         let stored_version = stored.map(|s| s.version);
         if stored_version != self.expected_version {
-            return Err(Error::new(ErrorKind::Conflict, "checkpoint version changed")
-                .with_context("sync", &self.sync)
-                .with_context("expected", format!("{:?}", self.expected_version))
-                .with_context("found", format!("{stored_version:?}")));
+            return Err(
+                Error::new(ErrorKind::Conflict, "checkpoint version changed")
+                    .with_context("sync", &self.sync)
+                    .with_context("expected", format!("{:?}", self.expected_version))
+                    .with_context("found", format!("{stored_version:?}")),
+            );
         }
         let current = stored.map_or(&Position::Start, |s| &s.state.position);
-        let to = self.delta.try_apply(current).map_err(|e| e.with_context("sync", &self.sync))?;
+        let to = self
+            .delta
+            .try_apply(current)
+            .map_err(|e| e.with_context("sync", &self.sync))?;
         if to != self.state.position {
-            return Err(Error::new(ErrorKind::CheckpointDelta, "state position differs from the delta end")
-                .with_context("sync", &self.sync));
+            return Err(Error::new(
+                ErrorKind::CheckpointDelta,
+                "state position differs from the delta end",
+            )
+            .with_context("sync", &self.sync));
         }
         Ok(())
     }
@@ -287,8 +307,17 @@ mod tests {
         let s = CheckpointState::from_stored(v1).unwrap();
         assert_eq!(s.position, Position::Offset(7));
         assert_eq!(s.delivered, Some(Position::Offset(5)));
-        for bad in [r#"{"format":9,"position":"start"}"#, "{", r#"{"position":"start"}"#, r#"{"format":2,"position":{"nope":1}}"#] {
-            assert_eq!(CheckpointState::from_stored(bad).unwrap_err().kind(), ErrorKind::CorruptState, "{bad}");
+        for bad in [
+            r#"{"format":9,"position":"start"}"#,
+            "{",
+            r#"{"position":"start"}"#,
+            r#"{"format":2,"position":{"nope":1}}"#,
+        ] {
+            assert_eq!(
+                CheckpointState::from_stored(bad).unwrap_err().kind(),
+                ErrorKind::CorruptState,
+                "{bad}"
+            );
         }
     }
 
@@ -297,7 +326,10 @@ mod tests {
             sync: "s".into(),
             expected_version: expected,
             fence: FenceToken(fence),
-            delta: CheckpointDelta { from, to: to.clone() },
+            delta: CheckpointDelta {
+                from,
+                to: to.clone(),
+            },
             state: CheckpointState::at(to),
             ledger: None,
             log: vec![],
@@ -314,11 +346,27 @@ mod tests {
         };
         let ok = commit(Some(3), 2, Position::Version(5), Position::Version(6));
         assert!(ok.check(Some(&stored), Some(FenceToken(2))).is_ok());
-        assert_eq!(ok.check(Some(&stored), Some(FenceToken(3))).unwrap_err().kind(), ErrorKind::Fenced);
+        assert_eq!(
+            ok.check(Some(&stored), Some(FenceToken(3)))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Fenced
+        );
         let stale = commit(Some(2), 2, Position::Version(5), Position::Version(6));
-        assert_eq!(stale.check(Some(&stored), Some(FenceToken(2))).unwrap_err().kind(), ErrorKind::Conflict);
+        assert_eq!(
+            stale
+                .check(Some(&stored), Some(FenceToken(2)))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Conflict
+        );
         let back = commit(Some(3), 2, Position::Version(5), Position::Version(4));
-        assert_eq!(back.check(Some(&stored), Some(FenceToken(2))).unwrap_err().kind(), ErrorKind::CheckpointDelta);
+        assert_eq!(
+            back.check(Some(&stored), Some(FenceToken(2)))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::CheckpointDelta
+        );
         let first = commit(None, 1, Position::Start, Position::Version(1));
         assert!(first.check(None, Some(FenceToken(1))).is_ok());
     }

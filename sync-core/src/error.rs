@@ -140,7 +140,8 @@ impl Error {
 
     /// Shorthand for [`ErrorKind::Unsupported`], naming the backend that lacks the feature.
     pub fn unsupported(backend: &str, what: impl fmt::Display) -> Self {
-        Self::new(ErrorKind::Unsupported, format!("{what} is not supported")).with_context("backend", backend)
+        Self::new(ErrorKind::Unsupported, format!("{what} is not supported"))
+            .with_context("backend", backend)
     }
 
     /// Shorthand for [`ErrorKind::Internal`].
@@ -228,7 +229,10 @@ impl Error {
 
     /// The value of a context key, if present.
     pub fn context_value(&self, key: &str) -> Option<&str> {
-        self.context.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.context
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -270,7 +274,9 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -290,7 +296,10 @@ mod tests {
             .with_context("stream", "orders")
             .with_outcome_unknown()
             .transient();
-        assert_eq!(e.to_string(), "storage: commit failed, stream=orders (outcome unknown)");
+        assert_eq!(
+            e.to_string(),
+            "storage: commit failed, stream=orders (outcome unknown)"
+        );
         assert!(e.is_transient());
         assert!(e.is_outcome_unknown());
         assert_eq!(e.context_value("stream"), Some("orders"));
@@ -298,9 +307,13 @@ mod tests {
 
     #[test]
     fn rate_limited_defaults_to_transient_and_keeps_retry_after() {
-        let e = Error::new(ErrorKind::RateLimited, "slow down").with_retry_after(Duration::from_secs(3));
+        let e = Error::new(ErrorKind::RateLimited, "slow down")
+            .with_retry_after(Duration::from_secs(3));
         assert_eq!(e.retry_class(), RetryClass::Transient);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
-        assert_eq!(Error::invalid_input("x").retry_class(), RetryClass::Permanent);
+        assert_eq!(
+            Error::invalid_input("x").retry_class(),
+            RetryClass::Permanent
+        );
     }
 }

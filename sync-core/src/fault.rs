@@ -105,11 +105,15 @@ impl Faults {
             let action = match parts.next() {
                 None | Some("abort") => FaultAction::Abort,
                 Some("error") => FaultAction::Error,
-                Some(other) => return Err(Error::config(format!("unknown fault action {other:?}"))),
+                Some(other) => {
+                    return Err(Error::config(format!("unknown fault action {other:?}")))
+                }
             };
             let skip = match parts.next() {
                 None => 0,
-                Some(n) => n.parse().map_err(|_| Error::config(format!("bad fault skip count {n:?}")))?,
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| Error::config(format!("bad fault skip count {n:?}")))?,
             };
             faults.arm_after(point, action, skip);
         }
@@ -123,7 +127,10 @@ impl Faults {
 
     /// Arms `point` to fire after `skip` passes.
     pub fn arm_after(&self, point: FaultPoint, action: FaultAction, skip: u32) {
-        self.armed.lock().expect("faults lock").insert(point, Armed { action, skip });
+        self.armed
+            .lock()
+            .expect("faults lock")
+            .insert(point, Armed { action, skip });
     }
 
     /// Disarms every point.
@@ -156,8 +163,13 @@ impl Faults {
                 std::process::abort()
             }
             Some(FaultAction::Error) => {
-                let e = Error::new(ErrorKind::InjectedFault, "injected fault").with_context("point", point);
-                Err(if point == FaultPoint::AfterCommit { e.with_outcome_unknown() } else { e })
+                let e = Error::new(ErrorKind::InjectedFault, "injected fault")
+                    .with_context("point", point);
+                Err(if point == FaultPoint::AfterCommit {
+                    e.with_outcome_unknown()
+                } else {
+                    e
+                })
             }
         }
     }
@@ -172,7 +184,10 @@ mod tests {
         let f = Faults::new();
         f.arm_after(FaultPoint::AfterStage, FaultAction::Error, 1);
         assert!(f.check(FaultPoint::AfterStage).is_ok());
-        assert_eq!(f.check(FaultPoint::AfterStage).unwrap_err().kind(), ErrorKind::InjectedFault);
+        assert_eq!(
+            f.check(FaultPoint::AfterStage).unwrap_err().kind(),
+            ErrorKind::InjectedFault
+        );
         assert!(f.check(FaultPoint::AfterStage).is_ok());
         assert!(f.check(FaultPoint::BeforePromote).is_ok());
     }
@@ -181,7 +196,10 @@ mod tests {
     fn after_commit_faults_are_outcome_unknown() {
         let f = Faults::new();
         f.arm(FaultPoint::AfterCommit, FaultAction::Error);
-        assert!(f.check(FaultPoint::AfterCommit).unwrap_err().is_outcome_unknown());
+        assert!(f
+            .check(FaultPoint::AfterCommit)
+            .unwrap_err()
+            .is_outcome_unknown());
     }
 
     #[test]

@@ -53,8 +53,8 @@ pub mod testkit;
 pub mod value;
 
 pub use checkpoint::{
-    Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, LedgerStatus, LogLevel, StoredCheckpoint,
-    SyncLogEntry,
+    Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, LedgerStatus, LogLevel,
+    StoredCheckpoint, SyncLogEntry,
 };
 pub use error::{Error, ErrorKind, Result, RetryClass};
 pub use fault::{FaultAction, FaultPoint, Faults};
@@ -67,12 +67,12 @@ pub use schema::{Column, ColumnType, StreamSchema};
 pub use sink::{Delivery, DeliveryReceipt, Sink};
 pub use source::{Page, PageRequest, PageSelector, Source, SourceCapabilities, SourceOrdering};
 pub use stager::{
-    PromoteMode, PromoteReport, QuarantinedRow, ReplaceScope, RowRule, Stager, StagingRun, ValidationReport,
-    ValidationRules,
+    PromoteMode, PromoteReport, QuarantinedRow, ReplaceScope, RowRule, Stager, StagingRun,
+    ValidationReport, ValidationRules,
 };
 pub use strategy::{
-    FullConfig, FullStrategy, IncrementalConfig, IncrementalStrategy, OffsetConfig, OffsetStrategy, RunReport,
-    SequenceWindowConfig, SequenceWindowStrategy, Strategy, StrategyKind, SyncContext,
+    FullConfig, FullStrategy, IncrementalConfig, IncrementalStrategy, OffsetConfig, OffsetStrategy,
+    RunReport, SequenceWindowConfig, SequenceWindowStrategy, Strategy, StrategyKind, SyncContext,
 };
 pub use value::Value;
 

@@ -26,9 +26,9 @@ impl fmt::Display for SequenceNo {
 impl FromStr for SequenceNo {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        s.parse::<u128>()
-            .map(SequenceNo)
-            .map_err(|e| Error::invalid_input(format!("invalid sequence number {s:?}")).with_source(e))
+        s.parse::<u128>().map(SequenceNo).map_err(|e| {
+            Error::invalid_input(format!("invalid sequence number {s:?}")).with_source(e)
+        })
     }
 }
 
@@ -58,9 +58,11 @@ impl Window {
     /// A window; `low <= high` is required (an empty window has `low == high`).
     pub fn new(low: SequenceNo, high: SequenceNo) -> Result<Self> {
         if low > high {
-            return Err(Error::new(ErrorKind::CheckpointDelta, "window low is above high")
-                .with_context("low", low)
-                .with_context("high", high));
+            return Err(
+                Error::new(ErrorKind::CheckpointDelta, "window low is above high")
+                    .with_context("low", low)
+                    .with_context("high", high),
+            );
         }
         Ok(Window { low, high })
     }
@@ -216,16 +218,22 @@ impl CheckpointDelta {
 
     /// A delta that does not move (a batch of deletes or a retry).
     pub fn stay(at: Position) -> Self {
-        CheckpointDelta { from: at.clone(), to: at }
+        CheckpointDelta {
+            from: at.clone(),
+            to: at,
+        }
     }
 
     /// Applies the delta to `current`: it must continue exactly from `current`. Returns the new
     /// position, or a [`ErrorKind::CheckpointDelta`] error and leaves `current` alone.
     pub fn try_apply(&self, current: &Position) -> Result<Position> {
         if &self.from != current {
-            return Err(Error::new(ErrorKind::CheckpointDelta, "delta does not continue from the checkpoint")
-                .with_context("checkpoint", current)
-                .with_context("from", &self.from));
+            return Err(Error::new(
+                ErrorKind::CheckpointDelta,
+                "delta does not continue from the checkpoint",
+            )
+            .with_context("checkpoint", current)
+            .with_context("from", &self.from));
         }
         check_forward(&self.from, &self.to)?;
         Ok(self.to.clone())
@@ -234,7 +242,10 @@ impl CheckpointDelta {
     /// Joins `self` with a following delta `(self.to, next.to]`.
     pub fn extend(&self, next: &CheckpointDelta) -> Result<CheckpointDelta> {
         let to = next.try_apply(&self.to)?;
-        Ok(CheckpointDelta { from: self.from.clone(), to })
+        Ok(CheckpointDelta {
+            from: self.from.clone(),
+            to,
+        })
     }
 }
 
@@ -247,9 +258,12 @@ pub fn check_forward(from: &Position, to: &Position) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::new(ErrorKind::CheckpointDelta, "checkpoint delta goes backwards or changes kind")
-            .with_context("from", from)
-            .with_context("to", to))
+        Err(Error::new(
+            ErrorKind::CheckpointDelta,
+            "checkpoint delta goes backwards or changes kind",
+        )
+        .with_context("from", from)
+        .with_context("to", to))
     }
 }
 
@@ -270,9 +284,20 @@ mod tests {
     #[test]
     fn a_backwards_delta_is_rejected_and_state_is_unchanged() {
         let cur = Position::Version(10);
-        let back = CheckpointDelta { from: Position::Version(10), to: Position::Version(9) };
-        assert_eq!(back.try_apply(&cur).unwrap_err().kind(), ErrorKind::CheckpointDelta);
-        assert_eq!(CheckpointDelta::new(Position::Offset(5), Position::Offset(4)).unwrap_err().kind(), ErrorKind::CheckpointDelta);
+        let back = CheckpointDelta {
+            from: Position::Version(10),
+            to: Position::Version(9),
+        };
+        assert_eq!(
+            back.try_apply(&cur).unwrap_err().kind(),
+            ErrorKind::CheckpointDelta
+        );
+        assert_eq!(
+            CheckpointDelta::new(Position::Offset(5), Position::Offset(4))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::CheckpointDelta
+        );
         let gap = CheckpointDelta::new(Position::Version(11), Position::Version(12)).unwrap();
         assert!(gap.try_apply(&cur).is_err());
         let ok = CheckpointDelta::new(Position::Version(10), Position::Version(12)).unwrap();
@@ -283,21 +308,34 @@ mod tests {
     fn mixed_kinds_do_not_compare() {
         assert!(CheckpointDelta::new(Position::Offset(1), Position::Page(2)).is_err());
         assert!(CheckpointDelta::new(Position::Start, Position::Page(2)).is_ok());
-        assert!(CheckpointDelta::new(Position::Token("a".into()), Position::Token("b".into())).is_ok());
+        assert!(
+            CheckpointDelta::new(Position::Token("a".into()), Position::Token("b".into())).is_ok()
+        );
     }
 
     #[test]
     fn cursor_key_ties_break_on_the_key() {
-        let at = |c: i64, k: Option<&str>| CursorKey { cursor: vec![Value::from(c)], key: k.map(|k| Key(vec![Value::from(k)])) };
-        assert_eq!(at(1, Some("b")).compare(&at(1, Some("a"))), Some(Ordering::Greater));
-        assert_eq!(at(1, None).compare(&at(1, Some("z"))), Some(Ordering::Greater));
+        let at = |c: i64, k: Option<&str>| CursorKey {
+            cursor: vec![Value::from(c)],
+            key: k.map(|k| Key(vec![Value::from(k)])),
+        };
+        assert_eq!(
+            at(1, Some("b")).compare(&at(1, Some("a"))),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            at(1, None).compare(&at(1, Some("z"))),
+            Some(Ordering::Greater)
+        );
         assert_eq!(at(1, None).compare(&at(2, Some("a"))), Some(Ordering::Less));
     }
 
     #[test]
     fn windows_are_half_open() {
         let w = Window::new(SequenceNo(4), SequenceNo(9)).unwrap();
-        assert!(!w.contains(SequenceNo(4)) && w.contains(SequenceNo(5)) && w.contains(SequenceNo(9)));
+        assert!(
+            !w.contains(SequenceNo(4)) && w.contains(SequenceNo(5)) && w.contains(SequenceNo(9))
+        );
         assert!(Window::new(SequenceNo(5), SequenceNo(4)).is_err());
         assert_eq!(w.to_string(), "(4, 9]");
     }

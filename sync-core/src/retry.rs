@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::error::{Error, RetryClass, Result};
+use crate::error::{Error, Result, RetryClass};
 
 /// How to retry a transient failure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,7 +53,10 @@ mod millis {
 impl RetryPolicy {
     /// A policy that never retries.
     pub fn none() -> Self {
-        RetryPolicy { max_attempts: 1, ..Self::default() }
+        RetryPolicy {
+            max_attempts: 1,
+            ..Self::default()
+        }
     }
 
     /// Sets the attempt count.
@@ -78,7 +81,9 @@ impl RetryPolicy {
     /// The backoff cap before retry number `retry` (0-based): `initial * 2^retry`, capped.
     pub fn backoff_cap(&self, retry: u32) -> Duration {
         let factor = 1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 
     /// The delay before retry number `retry`: the server's `retry_after` when given, else a
@@ -99,7 +104,11 @@ impl RetryPolicy {
     /// A transient error that is not retried any more comes back as
     /// [`RetryClass::Exhausted`]; permanent errors come back at once, unchanged. A wait that
     /// would end past `max_elapsed` is not started.
-    pub async fn run<T, F, Fut>(&self, mut op: F, mut on_retry: impl FnMut(u32, Duration, &Error)) -> Result<T>
+    pub async fn run<T, F, Fut>(
+        &self,
+        mut op: F,
+        mut on_retry: impl FnMut(u32, Duration, &Error),
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -114,7 +123,9 @@ impl RetryPolicy {
             };
             let delay = self.delay(attempt - 1, &err);
             if attempt >= self.max_attempts || start.elapsed() + delay > self.max_elapsed {
-                return Err(err.with_retry(RetryClass::Exhausted).with_context("attempts", attempt));
+                return Err(err
+                    .with_retry(RetryClass::Exhausted)
+                    .with_context("attempts", attempt));
             }
             on_retry(attempt, delay, &err);
             tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
@@ -203,7 +214,8 @@ mod tests {
             .run(
                 || async {
                     if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                        Err(Error::new(ErrorKind::RateLimited, "429").with_retry_after(Duration::from_secs(7)))
+                        Err(Error::new(ErrorKind::RateLimited, "429")
+                            .with_retry_after(Duration::from_secs(7)))
                     } else {
                         Ok(())
                     }
@@ -217,7 +229,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn max_elapsed_stops_before_a_long_wait() {
-        let policy = RetryPolicy::default().with_max_attempts(10).with_max_elapsed(Duration::from_secs(5));
+        let policy = RetryPolicy::default()
+            .with_max_attempts(10)
+            .with_max_elapsed(Duration::from_secs(5));
         let err = policy
             .run(
                 || async { Err::<(), _>(transient().with_retry_after(Duration::from_secs(60))) },
@@ -230,7 +244,8 @@ mod tests {
 
     #[test]
     fn full_jitter_stays_within_the_exponential_cap() {
-        let p = RetryPolicy::default().with_backoff(Duration::from_millis(100), Duration::from_secs(1));
+        let p =
+            RetryPolicy::default().with_backoff(Duration::from_millis(100), Duration::from_secs(1));
         assert_eq!(p.backoff_cap(0), Duration::from_millis(100));
         assert_eq!(p.backoff_cap(3), Duration::from_millis(800));
         assert_eq!(p.backoff_cap(40), Duration::from_secs(1));

@@ -64,12 +64,20 @@ fn default_true() -> bool {
 impl Column {
     /// A nullable column.
     pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
-        Column { name: name.into(), ty, nullable: true, source_field: None }
+        Column {
+            name: name.into(),
+            ty,
+            nullable: true,
+            source_field: None,
+        }
     }
 
     /// A column that must not be NULL.
     pub fn required(name: impl Into<String>, ty: ColumnType) -> Self {
-        Column { nullable: false, ..Column::new(name, ty) }
+        Column {
+            nullable: false,
+            ..Column::new(name, ty)
+        }
     }
 
     /// Reads the column from a differently named JSON field.
@@ -184,7 +192,8 @@ impl StreamSchemaBuilder {
     pub fn build(self) -> Result<StreamSchema> {
         validate_identifier("stream", &self.name)?;
         if self.columns.is_empty() {
-            return Err(Error::config("a stream needs at least one column").with_context("stream", &self.name));
+            return Err(Error::config("a stream needs at least one column")
+                .with_context("stream", &self.name));
         }
         let mut index = HashMap::new();
         for (i, c) in self.columns.iter().enumerate() {
@@ -204,7 +213,9 @@ impl StreamSchemaBuilder {
                         .with_context("column", n)
                 })?;
                 if out.contains(&i) {
-                    return Err(Error::config(format!("{what} repeats a column")).with_context("column", n));
+                    return Err(
+                        Error::config(format!("{what} repeats a column")).with_context("column", n)
+                    );
                 }
                 out.push(i);
             }
@@ -212,7 +223,9 @@ impl StreamSchemaBuilder {
         };
         let primary_key = resolve("primary key", &self.primary_key)?;
         if primary_key.is_empty() {
-            return Err(Error::config("a stream needs a primary key").with_context("stream", &self.name));
+            return Err(
+                Error::config("a stream needs a primary key").with_context("stream", &self.name)
+            );
         }
         let cursor = resolve("cursor", &self.cursor)?;
         let version = match &self.version {
@@ -222,12 +235,20 @@ impl StreamSchemaBuilder {
         let mut columns = self.columns;
         for &i in &primary_key {
             if matches!(columns[i].ty, ColumnType::Json | ColumnType::Float) {
-                return Err(Error::config("a primary-key column cannot be json or float")
-                    .with_context("column", &columns[i].name));
+                return Err(
+                    Error::config("a primary-key column cannot be json or float")
+                        .with_context("column", &columns[i].name),
+                );
             }
             columns[i].nullable = false;
         }
-        Ok(StreamSchema { name: self.name, columns, primary_key, cursor, version })
+        Ok(StreamSchema {
+            name: self.name,
+            columns,
+            primary_key,
+            cursor,
+            version,
+        })
     }
 }
 
@@ -237,11 +258,14 @@ pub fn validate_identifier(what: &'static str, name: &str) -> Result<()> {
         return Err(Error::config(format!("{what} name is empty")));
     }
     if name.len() > MAX_IDENTIFIER_BYTES {
-        return Err(Error::config(format!("{what} name is longer than {MAX_IDENTIFIER_BYTES} bytes"))
-            .with_context(what, name.escape_debug()));
+        return Err(Error::config(format!(
+            "{what} name is longer than {MAX_IDENTIFIER_BYTES} bytes"
+        ))
+        .with_context(what, name.escape_debug()));
     }
     if name.contains('\0') {
-        return Err(Error::config(format!("{what} name contains NUL")).with_context(what, name.escape_debug()));
+        return Err(Error::config(format!("{what} name contains NUL"))
+            .with_context(what, name.escape_debug()));
     }
     Ok(())
 }
@@ -249,7 +273,13 @@ pub fn validate_identifier(what: &'static str, name: &str) -> Result<()> {
 impl StreamSchema {
     /// Starts a builder for a stream named `name`.
     pub fn builder(name: impl Into<String>) -> StreamSchemaBuilder {
-        StreamSchemaBuilder { name: name.into(), columns: Vec::new(), primary_key: Vec::new(), cursor: Vec::new(), version: None }
+        StreamSchemaBuilder {
+            name: name.into(),
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            cursor: Vec::new(),
+            version: None,
+        }
     }
 
     /// Stream name.
@@ -288,7 +318,11 @@ impl StreamSchema {
 
     /// Indexes of columns that must not be NULL.
     pub fn required(&self) -> impl Iterator<Item = usize> + '_ {
-        self.columns.iter().enumerate().filter(|(_, c)| !c.nullable).map(|(i, _)| i)
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.nullable)
+            .map(|(i, _)| i)
     }
 
     /// True when `newer` may add columns to `self` without dropping or retyping any: the
@@ -303,17 +337,25 @@ impl StreamSchema {
                         .with_context("column", &c.name));
                 }
                 Some(_) => {}
-                None => added.push(Column { nullable: true, ..c.clone() }),
+                None => added.push(Column {
+                    nullable: true,
+                    ..c.clone()
+                }),
             }
         }
         if newer.primary_key_names() != self.primary_key_names() {
-            return Err(Error::config("the primary key cannot change").with_context("stream", &self.name));
+            return Err(
+                Error::config("the primary key cannot change").with_context("stream", &self.name)
+            );
         }
         Ok(added)
     }
 
     fn primary_key_names(&self) -> Vec<&str> {
-        self.primary_key.iter().map(|&i| self.columns[i].name.as_str()).collect()
+        self.primary_key
+            .iter()
+            .map(|&i| self.columns[i].name.as_str())
+            .collect()
     }
 }
 
@@ -331,7 +373,13 @@ mod tests {
 
     #[test]
     fn hostile_identifiers_round_trip_and_long_ones_are_rejected() {
-        for name in ["select", "Order", "a\"b", "x\"; DROP TABLE canary;--", &"n".repeat(63)] {
+        for name in [
+            "select",
+            "Order",
+            "a\"b",
+            "x\"; DROP TABLE canary;--",
+            &"n".repeat(63),
+        ] {
             let s = StreamSchema::builder(name)
                 .with_column(Column::required(name, ColumnType::Text))
                 .with_primary_key([name])
@@ -351,7 +399,10 @@ mod tests {
 
     #[test]
     fn primary_key_is_required_and_resolved() {
-        let err = StreamSchema::builder("t").with_column(Column::new("a", ColumnType::Text)).build().unwrap_err();
+        let err = StreamSchema::builder("t")
+            .with_column(Column::new("a", ColumnType::Text))
+            .build()
+            .unwrap_err();
         assert!(err.message().contains("primary key"));
         let s = schema().build().unwrap();
         assert_eq!(s.primary_key(), &[0]);
@@ -361,7 +412,10 @@ mod tests {
 
     #[test]
     fn duplicate_and_unknown_columns_are_rejected() {
-        let dup = schema().with_column(Column::new("id", ColumnType::Text)).build().unwrap_err();
+        let dup = schema()
+            .with_column(Column::new("id", ColumnType::Text))
+            .build()
+            .unwrap_err();
         assert!(dup.message().contains("duplicate"));
         let unknown = schema().with_cursor(["nope"]).build().unwrap_err();
         assert_eq!(unknown.context_value("column"), Some("nope"));
@@ -380,7 +434,10 @@ mod tests {
     #[test]
     fn evolution_adds_nullable_columns_and_rejects_retyping() {
         let old = schema().build().unwrap();
-        let newer = schema().with_column(Column::required("note", ColumnType::Text)).build().unwrap();
+        let newer = schema()
+            .with_column(Column::required("note", ColumnType::Text))
+            .build()
+            .unwrap();
         let added = old.check_evolution(&newer).unwrap();
         assert_eq!(added.len(), 1);
         assert!(added[0].nullable);
@@ -389,6 +446,9 @@ mod tests {
             .with_primary_key(["id"])
             .build()
             .unwrap();
-        assert_eq!(old.check_evolution(&retyped).unwrap_err().kind(), crate::ErrorKind::Config);
+        assert_eq!(
+            old.check_evolution(&retyped).unwrap_err().kind(),
+            crate::ErrorKind::Config
+        );
     }
 }

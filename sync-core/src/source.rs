@@ -47,13 +47,18 @@ impl SourceCapabilities {
         if self.strategies.contains(&strategy) {
             Ok(())
         } else {
-            Err(Error::unsupported(source, format_args!("the {strategy} strategy")))
+            Err(Error::unsupported(
+                source,
+                format_args!("the {strategy} strategy"),
+            ))
         }
     }
 
     /// Clamps a requested page size to `max_page_size`.
     pub fn clamp_page_size(&self, requested: u32) -> u32 {
-        self.max_page_size.map_or(requested, |m| requested.min(m)).max(1)
+        self.max_page_size
+            .map_or(requested, |m| requested.min(m))
+            .max(1)
     }
 }
 

@@ -164,7 +164,8 @@ pub trait Stager: Debug + Send + Sync + 'static {
     /// Stages a batch; returns the new progress.
     async fn stage(&self, run: &StagingRun, batch: &RecordBatch) -> Result<Position>;
     /// Validates staged rows.
-    async fn validate(&self, run: &StagingRun, rules: &ValidationRules) -> Result<ValidationReport>;
+    async fn validate(&self, run: &StagingRun, rules: &ValidationRules)
+        -> Result<ValidationReport>;
     /// Promotes validated rows with the checkpoint commit in one transaction.
     async fn promote(
         &self,
@@ -203,7 +204,11 @@ impl<T: Stager + ?Sized> Stager for Arc<T> {
     async fn stage(&self, run: &StagingRun, batch: &RecordBatch) -> Result<Position> {
         (**self).stage(run, batch).await
     }
-    async fn validate(&self, run: &StagingRun, rules: &ValidationRules) -> Result<ValidationReport> {
+    async fn validate(
+        &self,
+        run: &StagingRun,
+        rules: &ValidationRules,
+    ) -> Result<ValidationReport> {
         (**self).validate(run, rules).await
     }
     async fn promote(
@@ -231,7 +236,11 @@ impl<T: Stager + ?Sized> Stager for Arc<T> {
 
 /// A run id unique enough for ledger rows: time plus randomness.
 pub fn new_run_id() -> String {
-    format!("{}-{:08x}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), fastrand::u32(..))
+    format!(
+        "{}-{:08x}",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        fastrand::u32(..)
+    )
 }
 
 /// Serde helper so strategies can keep typed params in [`StagingRun::params`].
@@ -242,8 +251,11 @@ pub fn params_of<T: Serialize>(params: &T) -> serde_json::Value {
 /// Reads typed params back; a mismatch is [`crate::ErrorKind::CorruptState`].
 pub fn params_from<T: for<'de> Deserialize<'de>>(run: &StagingRun) -> Result<T> {
     serde_json::from_value(run.params.clone()).map_err(|e| {
-        crate::Error::new(crate::ErrorKind::CorruptState, "staging run params do not match the strategy")
-            .with_context("sync", &run.sync)
-            .with_source(e)
+        crate::Error::new(
+            crate::ErrorKind::CorruptState,
+            "staging run params do not match the strategy",
+        )
+        .with_context("sync", &run.sync)
+        .with_source(e)
     })
 }

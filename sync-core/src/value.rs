@@ -53,7 +53,10 @@ impl Value {
             Value::Text(_) => ColumnType::Text,
             Value::Integer(_) => ColumnType::Integer,
             Value::Float(_) => ColumnType::Float,
-            Value::Decimal(_) => ColumnType::Decimal { precision: None, scale: None },
+            Value::Decimal(_) => ColumnType::Decimal {
+                precision: None,
+                scale: None,
+            },
             Value::Bool(_) => ColumnType::Bool,
             Value::Timestamp(_) => ColumnType::Timestamp,
             Value::Date(_) => ColumnType::Date,
@@ -67,7 +70,9 @@ impl Value {
     pub fn fits(&self, ty: ColumnType) -> bool {
         match (self, ty) {
             (Value::Null, _) => true,
-            (Value::Decimal(d), ColumnType::Decimal { precision, scale }) => decimal_fits(d, precision, scale),
+            (Value::Decimal(d), ColumnType::Decimal { precision, scale }) => {
+                decimal_fits(d, precision, scale)
+            }
             (v, ty) => v.column_type() == Some(ty),
         }
     }
@@ -110,7 +115,9 @@ impl Value {
 
     /// Parses text into a value of type `ty` (used for query parameters, CSV, config).
     pub fn parse(ty: ColumnType, text: &str) -> Result<Value> {
-        let bad = |e: &dyn fmt::Display| Error::invalid_input(format!("cannot parse {text:?} as {ty:?}: {e}"));
+        let bad = |e: &dyn fmt::Display| {
+            Error::invalid_input(format!("cannot parse {text:?} as {ty:?}: {e}"))
+        };
         Ok(match ty {
             ColumnType::Text => Value::Text(text.into()),
             ColumnType::Integer => Value::Integer(text.trim().parse().map_err(|e| bad(&e))?),
@@ -128,7 +135,9 @@ impl Value {
                 _ => return Err(bad(&"expected true or false")),
             }),
             ColumnType::Timestamp => Value::Timestamp(parse_timestamp(text).map_err(|e| bad(&e))?),
-            ColumnType::Date => Value::Date(NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|e| bad(&e))?),
+            ColumnType::Date => Value::Date(
+                NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|e| bad(&e))?,
+            ),
             ColumnType::Json => {
                 serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| bad(&e))?;
                 Value::Json(text.into())
@@ -147,7 +156,11 @@ impl fmt::Display for Value {
             Value::Float(x) => write!(f, "{x}"),
             Value::Decimal(d) => write!(f, "{d}"),
             Value::Bool(b) => write!(f, "{b}"),
-            Value::Timestamp(t) => write!(f, "{}", t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            Value::Timestamp(t) => write!(
+                f,
+                "{}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ),
             Value::Date(d) => write!(f, "{d}"),
             Value::Bytes(b) => write!(f, "<{} bytes>", b.len()),
         }
@@ -191,7 +204,8 @@ pub fn parse_decimal(text: &str) -> std::result::Result<Decimal, rust_decimal::E
     if t.contains(['e', 'E']) {
         Decimal::from_scientific(t)
     } else {
-        t.parse()
+        // Exact: more significant digits than a Decimal holds is an error, not a rounding.
+        Decimal::from_str_exact(t)
     }
 }
 
@@ -207,7 +221,11 @@ fn decimal_fits(d: &Decimal, precision: Option<u8>, scale: Option<u8>) -> bool {
     };
     match precision {
         Some(p) => {
-            let digits = d.mantissa().unsigned_abs().checked_ilog10().map_or(1, |l| l + 1);
+            let digits = d
+                .mantissa()
+                .unsigned_abs()
+                .checked_ilog10()
+                .map_or(1, |l| l + 1);
             digits <= u32::from(p)
         }
         None => true,
@@ -221,7 +239,11 @@ pub fn parse_timestamp(text: &str) -> std::result::Result<DateTime<Utc>, chrono:
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.with_timezone(&Utc));
     }
-    let formats = ["%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%:z"];
+    let formats = [
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+    ];
     let mut last = None;
     for f in formats {
         match DateTime::parse_from_str(t, f) {
@@ -244,7 +266,11 @@ mod tests {
     #[test]
     fn timestamps_in_vendor_formats_parse_to_the_same_instant() {
         let a = parse_timestamp("2016-07-06T22:04:04.380Z").unwrap();
-        for s in ["2016-07-06 22:04:04.380+0000", "2016-07-06T22:04:04.38+00:00", "2016-07-06 22:04:04.380"] {
+        for s in [
+            "2016-07-06 22:04:04.380+0000",
+            "2016-07-06T22:04:04.38+00:00",
+            "2016-07-06 22:04:04.380",
+        ] {
             assert_eq!(parse_timestamp(s).unwrap(), a, "{s}");
         }
         assert!(parse_timestamp("yesterday").is_err());
@@ -252,16 +278,33 @@ mod tests {
 
     #[test]
     fn decimals_respect_declared_precision_and_scale() {
-        let ty = ColumnType::Decimal { precision: Some(12), scale: Some(2) };
-        assert_eq!(Value::parse(ty, "48160.62").unwrap(), Value::Decimal("48160.62".parse().unwrap()));
+        let ty = ColumnType::Decimal {
+            precision: Some(12),
+            scale: Some(2),
+        };
+        assert_eq!(
+            Value::parse(ty, "48160.62").unwrap(),
+            Value::Decimal("48160.62".parse().unwrap())
+        );
         assert!(Value::parse(ty, "1.234").is_err());
         assert!(Value::parse(ty, "12345678901.5").is_err());
-        assert_eq!(Value::parse(ty, "1e2").unwrap(), Value::Decimal(Decimal::from(100)));
+        assert_eq!(
+            Value::parse(ty, "1e2").unwrap(),
+            Value::Decimal(Decimal::from(100))
+        );
+        let too_precise = ColumnType::Decimal {
+            precision: None,
+            scale: None,
+        };
+        assert!(Value::parse(too_precise, "0.123456789012345678901234567891234").is_err());
     }
 
     #[test]
     fn compare_orders_same_types_only() {
-        assert_eq!(Value::from(1).compare(&Value::from(2)), Some(Ordering::Less));
+        assert_eq!(
+            Value::from(1).compare(&Value::from(2)),
+            Some(Ordering::Less)
+        );
         assert_eq!(Value::Null.compare(&Value::from("a")), Some(Ordering::Less));
         assert_eq!(Value::from(1).compare(&Value::from("1")), None);
         assert_eq!(Value::Float(f64::NAN).compare(&Value::Float(1.0)), None);
@@ -271,6 +314,9 @@ mod tests {
     fn parse_rejects_bad_json_and_bools() {
         assert!(Value::parse(ColumnType::Json, "{\"a\":").is_err());
         assert!(Value::parse(ColumnType::Bool, "yes").is_err());
-        assert_eq!(Value::parse(ColumnType::Bool, "t").unwrap(), Value::Bool(true));
+        assert_eq!(
+            Value::parse(ColumnType::Bool, "t").unwrap(),
+            Value::Bool(true)
+        );
     }
 }

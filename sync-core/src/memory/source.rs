@@ -46,12 +46,20 @@ impl MemoryData {
 
     /// Deletes a row of `stream`; returns whether it existed.
     pub fn delete(&mut self, stream: &str, key: &Key) -> bool {
-        self.streams.get_mut(stream).expect("unknown memory stream").1.remove(key).is_some()
+        self.streams
+            .get_mut(stream)
+            .expect("unknown memory stream")
+            .1
+            .remove(key)
+            .is_some()
     }
 
     /// The rows of `stream` in key order.
     pub fn rows(&self, stream: &str) -> Vec<Row> {
-        self.streams.get(stream).map(|(_, r)| r.values().cloned().collect()).unwrap_or_default()
+        self.streams
+            .get(stream)
+            .map(|(_, r)| r.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -77,7 +85,10 @@ pub struct MemorySource {
 
 impl std::fmt::Debug for MemorySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemorySource").field("first_stream", &self.first_stream).field("paging", &self.paging).finish()
+        f.debug_struct("MemorySource")
+            .field("first_stream", &self.first_stream)
+            .field("paging", &self.paging)
+            .finish()
     }
 }
 
@@ -85,16 +96,27 @@ impl MemorySource {
     /// A source with one stream. Ordered by (cursor, key) when the schema has a cursor, else
     /// by key; supports every strategy.
     pub fn new(schema: StreamSchema) -> Self {
-        let ordering =
-            if schema.cursor().is_empty() { SourceOrdering::ByKey } else { SourceOrdering::ByCursorThenKey };
+        let ordering = if schema.cursor().is_empty() {
+            SourceOrdering::ByKey
+        } else {
+            SourceOrdering::ByCursorThenKey
+        };
         let first_stream = schema.name().to_string();
         let mut state = State::default();
-        state.data.streams.insert(first_stream.clone(), (Arc::new(schema), BTreeMap::new()));
+        state
+            .data
+            .streams
+            .insert(first_stream.clone(), (Arc::new(schema), BTreeMap::new()));
         MemorySource {
             first_stream,
             state: Mutex::new(state),
             capabilities: SourceCapabilities {
-                strategies: vec![StrategyKind::Full, StrategyKind::Incremental, StrategyKind::Offset, StrategyKind::SequenceWindow],
+                strategies: vec![
+                    StrategyKind::Full,
+                    StrategyKind::Incremental,
+                    StrategyKind::Offset,
+                    StrategyKind::SequenceWindow,
+                ],
                 ordering,
                 max_page_size: None,
                 fetch_latest: true,
@@ -108,7 +130,10 @@ impl MemorySource {
 
     /// Adds another stream.
     pub fn with_stream(self, schema: StreamSchema) -> Self {
-        self.lock().data.streams.insert(schema.name().to_string(), (Arc::new(schema), BTreeMap::new()));
+        self.lock().data.streams.insert(
+            schema.name().to_string(),
+            (Arc::new(schema), BTreeMap::new()),
+        );
         self
     }
 
@@ -200,7 +225,8 @@ impl MemorySource {
 }
 
 fn bad_selector(sel: &PageSelector) -> Error {
-    Error::invalid_input("selector does not match this source's paging").with_context("selector", format!("{sel:?}"))
+    Error::invalid_input("selector does not match this source's paging")
+        .with_context("selector", format!("{sel:?}"))
 }
 
 #[async_trait]
@@ -219,7 +245,9 @@ impl Source for MemorySource {
             .streams
             .get(stream)
             .map(|(s, _)| s.clone())
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", stream))
+            .ok_or_else(|| {
+                Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", stream)
+            })
     }
 
     async fn fetch_page(&self, req: &PageRequest) -> Result<Page> {
@@ -227,31 +255,45 @@ impl Source for MemorySource {
         self.faults.check(FaultPoint::MidPage)?;
         let mut state = self.lock();
         state.requests.push(req.clone());
-        let (schema, rows) = state
-            .data
-            .streams
-            .get(&req.stream)
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", &req.stream))?;
+        let (schema, rows) = state.data.streams.get(&req.stream).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", &req.stream)
+        })?;
         let in_range = |r: &Row| {
             let c = r.cursor_values(schema);
-            let after_since = req.since.as_ref().map_or(true, |s| compare_values(&c, s).is_some_and(|o| o.is_ge()));
-            let before_until = req.until.as_ref().map_or(true, |u| compare_values(&c, u).is_some_and(|o| o.is_le()));
+            let after_since = req
+                .since
+                .as_ref()
+                .map_or(true, |s| compare_values(&c, s).is_some_and(|o| o.is_ge()));
+            let before_until = req
+                .until
+                .as_ref()
+                .map_or(true, |u| compare_values(&c, u).is_some_and(|o| o.is_le()));
             // A record without a cursor value is served regardless of bounds, as a sloppy API would.
             c.iter().any(Value::is_null) || (after_since && before_until)
         };
         let mut matching: Vec<&Row> = rows.values().filter(|r| in_range(r)).collect();
         if self.capabilities.ordering == SourceOrdering::ByCursorThenKey {
-            matching.sort_by(|a, b| a.cursor_key(schema).compare(&b.cursor_key(schema)).unwrap_or(std::cmp::Ordering::Equal));
+            matching.sort_by(|a, b| {
+                a.cursor_key(schema)
+                    .compare(&b.cursor_key(schema))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
         }
         let total = matching.len() as u64;
-        let limit = self.silent_limit.map_or(req.limit, |l| l.min(req.limit)).max(1) as usize;
+        let limit = self
+            .silent_limit
+            .map_or(req.limit, |l| l.min(req.limit))
+            .max(1) as usize;
         let start = match &req.selector {
             PageSelector::First => 0,
             PageSelector::Offset(o) => *o as usize,
             PageSelector::Page(p) if *p >= 1 => (*p as usize - 1) * limit,
             PageSelector::Token(t) => {
                 let last: Key = serde_json::from_str(t).map_err(|_| bad_selector(&req.selector))?;
-                matching.iter().position(|r| r.key(schema) > last).unwrap_or(matching.len())
+                matching
+                    .iter()
+                    .position(|r| r.key(schema) > last)
+                    .unwrap_or(matching.len())
             }
             PageSelector::After(ck) if self.capabilities.keyset => matching
                 .iter()
@@ -259,14 +301,24 @@ impl Source for MemorySource {
                 .unwrap_or(matching.len()),
             other => return Err(bad_selector(other)),
         };
-        let page: Vec<Row> = matching.iter().skip(start).take(limit).map(|r| (*r).clone()).collect();
+        let page: Vec<Row> = matching
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|r| (*r).clone())
+            .collect();
         let end = start + page.len();
         let next = (end < matching.len()).then(|| match self.paging {
             MemoryPaging::Offset => PageSelector::Offset(end as u64),
             MemoryPaging::Page => PageSelector::Page((start / limit) as u64 + 2),
             MemoryPaging::Token => PageSelector::Token(
-                serde_json::to_string(&page.last().expect("a page before the end has rows").key(schema))
-                    .expect("keys serialize"),
+                serde_json::to_string(
+                    &page
+                        .last()
+                        .expect("a page before the end has rows")
+                        .key(schema),
+                )
+                .expect("keys serialize"),
             ),
         });
         state.pages_served += 1;
@@ -276,18 +328,20 @@ impl Source for MemorySource {
                 m(&mut state.data);
             }
         }
-        Ok(Page { rows: page, next, total: Some(total) })
+        Ok(Page {
+            rows: page,
+            next,
+            total: Some(total),
+        })
     }
 
     async fn fetch_latest(&self, stream: &str, ids: &[Key]) -> Result<Vec<Row>> {
         self.take_error()?;
         self.faults.check(FaultPoint::MidPage)?;
         let state = self.lock();
-        let (_, rows) = state
-            .data
-            .streams
-            .get(stream)
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", stream))?;
+        let (_, rows) = state.data.streams.get(stream).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", stream)
+        })?;
         Ok(ids.iter().filter_map(|k| rows.get(k).cloned()).collect())
     }
 

@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::validate::validate_rows;
-use crate::checkpoint::{Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, StoredCheckpoint, SyncLogEntry};
+use crate::checkpoint::{
+    Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, StoredCheckpoint,
+    SyncLogEntry,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fault::{FaultPoint, Faults};
 use crate::position::{Position, SequenceNo, Window};
@@ -19,8 +22,8 @@ use crate::record::{Key, RecordBatch, Row};
 use crate::schema::StreamSchema;
 use crate::sink::{Delivery, DeliveryReceipt, Sink};
 use crate::stager::{
-    new_run_id, PromoteMode, PromoteReport, QuarantinedRow, ReplaceScope, Stager, StagingRun, ValidationReport,
-    ValidationRules,
+    new_run_id, PromoteMode, PromoteReport, QuarantinedRow, ReplaceScope, Stager, StagingRun,
+    ValidationReport, ValidationRules,
 };
 use crate::value::Value;
 
@@ -73,7 +76,10 @@ impl MemoryStore {
 
     /// An empty store sharing `faults`.
     pub fn with_faults(faults: Faults) -> Self {
-        MemoryStore { state: Mutex::default(), faults }
+        MemoryStore {
+            state: Mutex::default(),
+            faults,
+        }
     }
 
     /// The fault set this store checks.
@@ -87,12 +93,20 @@ impl MemoryStore {
 
     /// Target rows of `stream` in key order (empty when the stream does not exist).
     pub fn target_rows(&self, stream: &str) -> Vec<Row> {
-        self.lock().tables.get(stream).map(|t| t.rows.values().cloned().collect()).unwrap_or_default()
+        self.lock()
+            .tables
+            .get(stream)
+            .map(|t| t.rows.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Rows the sink received for `stream`, in key order.
     pub fn destination_rows(&self, stream: &str) -> Vec<Row> {
-        self.lock().destinations.get(stream).map(|d| d.values().cloned().collect()).unwrap_or_default()
+        self.lock()
+            .destinations
+            .get(stream)
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The stored checkpoint text of `sync`.
@@ -104,7 +118,8 @@ impl MemoryStore {
     pub fn set_checkpoint_text(&self, sync: &str, text: &str) {
         let mut s = self.lock();
         let version = s.checkpoints.get(sync).map_or(1, |(_, v, _)| *v);
-        s.checkpoints.insert(sync.to_string(), (text.to_string(), version, Utc::now()));
+        s.checkpoints
+            .insert(sync.to_string(), (text.to_string(), version, Utc::now()));
     }
 
     /// Reserves sequence numbers without making them visible, as a producer transaction that
@@ -124,9 +139,14 @@ impl MemoryStore {
     /// Makes a reserved sequence number visible with its entity.
     pub fn commit_reserved(&self, queue: &str, seq: SequenceNo, entity: Key) -> Result<()> {
         let mut s = self.lock();
-        let q = s.queues.get_mut(queue).ok_or_else(|| Error::new(ErrorKind::NotFound, "unknown queue"))?;
+        let q = s
+            .queues
+            .get_mut(queue)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "unknown queue"))?;
         if !q.pending.remove(&seq) {
-            return Err(Error::invalid_input("sequence number was not reserved").with_context("seq", seq));
+            return Err(
+                Error::invalid_input("sequence number was not reserved").with_context("seq", seq)
+            );
         }
         q.visible.insert(seq, entity);
         Ok(())
@@ -134,15 +154,24 @@ impl MemoryStore {
 
     fn commit_checkpoint(s: &mut State, commit: &CheckpointCommit, written: u64) -> Result<u64> {
         let stored = Self::stored(s, &commit.sync)?;
-        commit.check(stored.as_ref(), s.fences.get(&commit.sync).copied().map(FenceToken))?;
+        commit.check(
+            stored.as_ref(),
+            s.fences.get(&commit.sync).copied().map(FenceToken),
+        )?;
         let version = commit.expected_version.map_or(1, |v| v + 1);
-        s.checkpoints.insert(commit.sync.clone(), (commit.state.to_stored(), version, Utc::now()));
+        s.checkpoints.insert(
+            commit.sync.clone(),
+            (commit.state.to_stored(), version, Utc::now()),
+        );
         if let Some(entry) = &commit.ledger {
             let mut entry = entry.clone();
             entry.rows_written = entry.rows_written.max(written);
             s.ledger.entry(commit.sync.clone()).or_default().push(entry);
         }
-        s.log.entry(commit.sync.clone()).or_default().extend(commit.log.iter().cloned());
+        s.log
+            .entry(commit.sync.clone())
+            .or_default()
+            .extend(commit.log.iter().cloned());
         Ok(version)
     }
 
@@ -151,7 +180,8 @@ impl MemoryStore {
             None => Ok(None),
             Some((text, version, at)) => Ok(Some(StoredCheckpoint {
                 sync: sync.to_string(),
-                state: CheckpointState::from_stored(text).map_err(|e| e.with_context("sync", sync))?,
+                state: CheckpointState::from_stored(text)
+                    .map_err(|e| e.with_context("sync", sync))?,
                 version: *version,
                 updated_at: *at,
             })),
@@ -176,7 +206,10 @@ fn remap(row: &Row, from: &StreamSchema, to: &StreamSchema) -> Row {
     Row::new(
         to.columns()
             .iter()
-            .map(|c| from.column_index(&c.name).map_or(Value::Null, |i| row.get(i).clone()))
+            .map(|c| {
+                from.column_index(&c.name)
+                    .map_or(Value::Null, |i| row.get(i).clone())
+            })
             .collect(),
     )
 }
@@ -191,7 +224,13 @@ impl Stager for MemoryStore {
         let mut s = self.lock();
         match s.tables.get_mut(schema.name()) {
             None => {
-                s.tables.insert(schema.name().to_string(), Table { schema: Arc::new(schema.clone()), rows: BTreeMap::new() });
+                s.tables.insert(
+                    schema.name().to_string(),
+                    Table {
+                        schema: Arc::new(schema.clone()),
+                        rows: BTreeMap::new(),
+                    },
+                );
             }
             Some(t) => {
                 let added = t.schema.check_evolution(schema)?;
@@ -200,7 +239,12 @@ impl Stager for MemoryStore {
                     for c in t.schema.columns().iter().chain(&added) {
                         merged = merged.with_column(c.clone());
                     }
-                    let key: Vec<String> = t.schema.primary_key().iter().map(|&i| t.schema.columns()[i].name.clone()).collect();
+                    let key: Vec<String> = t
+                        .schema
+                        .primary_key()
+                        .iter()
+                        .map(|&i| t.schema.columns()[i].name.clone())
+                        .collect();
                     let merged = Arc::new(merged.with_primary_key(key).build()?);
                     for row in t.rows.values_mut() {
                         *row = remap(row, &t.schema, &merged);
@@ -212,7 +256,13 @@ impl Stager for MemoryStore {
         Ok(())
     }
 
-    async fn begin(&self, sync: &str, schema: Arc<StreamSchema>, _fence: FenceToken, params: serde_json::Value) -> Result<StagingRun> {
+    async fn begin(
+        &self,
+        sync: &str,
+        schema: Arc<StreamSchema>,
+        _fence: FenceToken,
+        params: serde_json::Value,
+    ) -> Result<StagingRun> {
         let mut s = self.lock();
         if let Some(r) = s.runs.get(sync) {
             let mut run = r.run.clone();
@@ -230,7 +280,15 @@ impl Stager for MemoryStore {
             resumed: false,
             started_at: Utc::now(),
         };
-        s.runs.insert(sync.to_string(), Run { run: run.clone(), staged: Vec::new(), validated: Vec::new(), deletes: Vec::new() });
+        s.runs.insert(
+            sync.to_string(),
+            Run {
+                run: run.clone(),
+                staged: Vec::new(),
+                validated: Vec::new(),
+                deletes: Vec::new(),
+            },
+        );
         Ok(run)
     }
 
@@ -238,7 +296,10 @@ impl Stager for MemoryStore {
         {
             let mut s = self.lock();
             let r = Self::run_mut(&mut s, run)?;
-            batch.delta().try_apply(&r.run.progress).map_err(|e| e.with_context("sync", &run.sync))?;
+            batch
+                .delta()
+                .try_apply(&r.run.progress)
+                .map_err(|e| e.with_context("sync", &run.sync))?;
             r.staged.extend(batch.rows().iter().cloned());
             r.deletes.extend(batch.deletes().iter().cloned());
             r.run.progress = batch.delta().to.clone();
@@ -247,7 +308,11 @@ impl Stager for MemoryStore {
         Ok(batch.delta().to.clone())
     }
 
-    async fn validate(&self, run: &StagingRun, rules: &ValidationRules) -> Result<ValidationReport> {
+    async fn validate(
+        &self,
+        run: &StagingRun,
+        rules: &ValidationRules,
+    ) -> Result<ValidationReport> {
         let mut s = self.lock();
         let r = Self::run_mut(&mut s, run)?;
         let mut rows = std::mem::take(&mut r.validated);
@@ -255,30 +320,48 @@ impl Stager for MemoryStore {
         let outcome = validate_rows(&run.schema, rows, rules);
         r.validated = outcome.valid;
         let report = outcome.report;
-        let quarantined = outcome.quarantined.into_iter().map(|(row, reason)| QuarantinedRow {
-            sync: run.sync.clone(),
-            run_id: run.run_id.clone(),
-            row,
-            reason,
-        });
+        let quarantined = outcome
+            .quarantined
+            .into_iter()
+            .map(|(row, reason)| QuarantinedRow {
+                sync: run.sync.clone(),
+                run_id: run.run_id.clone(),
+                row,
+                reason,
+            });
         s.quarantine.extend(quarantined);
         Ok(report)
     }
 
-    async fn promote(&self, run: &StagingRun, mode: &PromoteMode, commit: &CheckpointCommit, close: bool) -> Result<PromoteReport> {
+    async fn promote(
+        &self,
+        run: &StagingRun,
+        mode: &PromoteMode,
+        commit: &CheckpointCommit,
+        close: bool,
+    ) -> Result<PromoteReport> {
         self.faults.check(FaultPoint::BeforePromote)?;
         let mut s = self.lock();
         let r = Self::run_mut(&mut s, run)?;
         if !r.staged.is_empty() {
-            return Err(Error::invalid_input("staged rows were not validated before promote").with_context("sync", &run.sync));
+            return Err(
+                Error::invalid_input("staged rows were not validated before promote")
+                    .with_context("sync", &run.sync),
+            );
         }
         let stored = Self::stored(&s, &commit.sync)?;
-        commit.check(stored.as_ref(), s.fences.get(&commit.sync).copied().map(FenceToken))?;
+        commit.check(
+            stored.as_ref(),
+            s.fences.get(&commit.sync).copied().map(FenceToken),
+        )?;
         let target_schema = match s.tables.get(run.schema.name()) {
             Some(t) => t.schema.clone(),
             None => {
-                return Err(Error::new(ErrorKind::NotFound, "stream has no target; call ensure_stream")
-                    .with_context("stream", run.schema.name()))
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    "stream has no target; call ensure_stream",
+                )
+                .with_context("stream", run.schema.name()))
             }
         };
         // Every check passed; a crash here leaves nothing applied.
@@ -298,7 +381,10 @@ impl Stager for MemoryStore {
                     table.rows.insert(key, row);
                     report.inserted += 1;
                 }
-                Some(old) if target_schema.guard().is_empty() || row.compare_guard(old, &target_schema).is_gt() => {
+                Some(old)
+                    if target_schema.guard().is_empty()
+                        || row.compare_guard(old, &target_schema).is_gt() =>
+                {
                     table.rows.insert(key, row);
                     report.updated += 1;
                 }
@@ -313,11 +399,15 @@ impl Stager for MemoryStore {
                 ReplaceScope::All => true,
                 ReplaceScope::Since { column, since } => {
                     let name = &run.schema.columns()[*column].name;
-                    target_schema.column_index(name).is_some_and(|i| row.get(i).compare(since).is_some_and(|o| o.is_ge()))
+                    target_schema
+                        .column_index(name)
+                        .is_some_and(|i| row.get(i).compare(since).is_some_and(|o| o.is_ge()))
                 }
             };
             let before = table.rows.len();
-            table.rows.retain(|k, row| snapshot_keys.contains(k) || !in_scope(row));
+            table
+                .rows
+                .retain(|k, row| snapshot_keys.contains(k) || !in_scope(row));
             report.deleted += (before - table.rows.len()) as u64;
         }
         report.checkpoint_version = Self::commit_checkpoint(&mut s, commit, report.written())?;
@@ -342,13 +432,24 @@ impl Stager for MemoryStore {
 
     async fn read_target_keys(&self, stream: &str, keys: &[Key]) -> Result<Vec<Row>> {
         let s = self.lock();
-        let Some(t) = s.tables.get(stream) else { return Ok(Vec::new()) };
+        let Some(t) = s.tables.get(stream) else {
+            return Ok(Vec::new());
+        };
         let wanted: BTreeSet<&Key> = keys.iter().collect();
-        Ok(wanted.into_iter().filter_map(|k| t.rows.get(k).cloned()).collect())
+        Ok(wanted
+            .into_iter()
+            .filter_map(|k| t.rows.get(k).cloned())
+            .collect())
     }
 
     async fn quarantined(&self, sync: &str) -> Result<Vec<QuarantinedRow>> {
-        Ok(self.lock().quarantine.iter().filter(|q| q.sync == sync).cloned().collect())
+        Ok(self
+            .lock()
+            .quarantine
+            .iter()
+            .filter(|q| q.sync == sync)
+            .cloned()
+            .collect())
     }
 }
 
@@ -374,7 +475,11 @@ impl Checkpoint for MemoryStore {
     }
 
     async fn append_log(&self, entry: &SyncLogEntry) -> Result<()> {
-        self.lock().log.entry(entry.sync.clone()).or_default().push(entry.clone());
+        self.lock()
+            .log
+            .entry(entry.sync.clone())
+            .or_default()
+            .push(entry.clone());
         Ok(())
     }
 
@@ -387,7 +492,9 @@ impl Checkpoint for MemoryStore {
     async fn reset(&self, sync: &str, fence: FenceToken) -> Result<()> {
         let mut s = self.lock();
         if s.fences.get(sync).copied() != Some(fence.0) {
-            return Err(Error::new(ErrorKind::Fenced, "fencing token is stale").with_context("sync", sync));
+            return Err(
+                Error::new(ErrorKind::Fenced, "fencing token is stale").with_context("sync", sync)
+            );
         }
         s.checkpoints.remove(sync);
         Ok(())
@@ -411,14 +518,27 @@ impl ChangeQueue for MemoryStore {
 
     async fn read_window(&self, queue: &str, window: Window) -> Result<Vec<QueueEntry>> {
         let s = self.lock();
-        let Some(q) = s.queues.get(queue) else { return Ok(Vec::new()) };
-        let range = (std::ops::Bound::Excluded(window.low), std::ops::Bound::Included(window.high));
-        Ok(q.visible.range(range).map(|(seq, e)| QueueEntry { seq: *seq, entity: e.clone() }).collect())
+        let Some(q) = s.queues.get(queue) else {
+            return Ok(Vec::new());
+        };
+        let range = (
+            std::ops::Bound::Excluded(window.low),
+            std::ops::Bound::Included(window.high),
+        );
+        Ok(q.visible
+            .range(range)
+            .map(|(seq, e)| QueueEntry {
+                seq: *seq,
+                entity: e.clone(),
+            })
+            .collect())
     }
 
     async fn safe_high_water_mark(&self, queue: &str) -> Result<SequenceNo> {
         let s = self.lock();
-        let Some(q) = s.queues.get(queue) else { return Ok(SequenceNo(0)) };
+        let Some(q) = s.queues.get(queue) else {
+            return Ok(SequenceNo(0));
+        };
         Ok(match q.pending.first() {
             Some(p) => SequenceNo(p.0 - 1),
             None => SequenceNo(q.last),
@@ -435,13 +555,18 @@ impl Sink for MemoryStore {
     async fn deliver(&self, delivery: &Delivery) -> Result<DeliveryReceipt> {
         self.faults.check(FaultPoint::BeforeDeliver)?;
         let mut s = self.lock();
-        let dest = s.destinations.entry(delivery.schema.name().to_string()).or_default();
+        let dest = s
+            .destinations
+            .entry(delivery.schema.name().to_string())
+            .or_default();
         for row in &delivery.upserts {
             dest.insert(row.key(&delivery.schema), row.clone());
         }
         for key in &delivery.deletes {
             dest.remove(key);
         }
-        Ok(DeliveryReceipt { delivered: (delivery.upserts.len() + delivery.deletes.len()) as u64 })
+        Ok(DeliveryReceipt {
+            delivered: (delivery.upserts.len() + delivery.deletes.len()) as u64,
+        })
     }
 }

@@ -16,7 +16,11 @@ pub(crate) struct Validated {
 }
 
 /// Validates `rows` (in staging order) against `schema` and `rules`.
-pub(crate) fn validate_rows(schema: &StreamSchema, rows: Vec<Row>, rules: &ValidationRules) -> Validated {
+pub(crate) fn validate_rows(
+    schema: &StreamSchema,
+    rows: Vec<Row>,
+    rules: &ValidationRules,
+) -> Validated {
     let mut quarantined = Vec::new();
     let mut newest: BTreeMap<Key, Row> = BTreeMap::new();
     let mut duplicates = 0;
@@ -44,19 +48,23 @@ pub(crate) fn validate_rows(schema: &StreamSchema, rows: Vec<Row>, rules: &Valid
         duplicates_dropped: duplicates,
         quarantined: quarantined.len() as u64,
     };
-    Validated { valid, quarantined, report }
+    Validated {
+        valid,
+        quarantined,
+        report,
+    }
 }
 
 fn check_row(schema: &StreamSchema, row: &Row, rules: &ValidationRules) -> Result<(), String> {
     row.check(schema)?;
     if let Some(&col) = rules.require.iter().find(|&&c| row.get(c).is_null()) {
-        return Err(rules
-            .require_reason
-            .clone()
-            .unwrap_or_else(|| format!("missing required field {:?}", schema.columns()[col].name)));
+        return Err(rules.require_reason.clone().unwrap_or_else(|| {
+            format!("missing required field {:?}", schema.columns()[col].name)
+        }));
     }
     for rule in &rules.rules {
-        rule.check(schema, row).map_err(|reason| format!("{}: {reason}", rule.name()))?;
+        rule.check(schema, row)
+            .map_err(|reason| format!("{}: {reason}", rule.name()))?;
     }
     Ok(())
 }

@@ -45,7 +45,11 @@ impl Row {
 
     /// The primary key of this row under `schema`.
     pub fn key(&self, schema: &StreamSchema) -> Key {
-        Key(schema.primary_key().iter().map(|&i| self.0[i].clone()).collect())
+        Key(schema
+            .primary_key()
+            .iter()
+            .map(|&i| self.0[i].clone())
+            .collect())
     }
 
     /// The cursor values of this row under `schema`.
@@ -55,7 +59,10 @@ impl Row {
 
     /// The (cursor, key) position of this row.
     pub fn cursor_key(&self, schema: &StreamSchema) -> CursorKey {
-        CursorKey { cursor: self.cursor_values(schema), key: Some(self.key(schema)) }
+        CursorKey {
+            cursor: self.cursor_values(schema),
+            key: Some(self.key(schema)),
+        }
     }
 
     /// Compares the guard columns (version or cursor) of two rows of one stream: `Greater`
@@ -75,7 +82,11 @@ impl Row {
     pub fn check(&self, schema: &StreamSchema) -> std::result::Result<(), String> {
         let cols = schema.columns();
         if self.0.len() != cols.len() {
-            return Err(format!("row has {} values, schema has {} columns", self.0.len(), cols.len()));
+            return Err(format!(
+                "row has {} values, schema has {} columns",
+                self.0.len(),
+                cols.len()
+            ));
         }
         for (v, c) in self.0.iter().zip(cols) {
             if v.is_null() && !c.nullable {
@@ -112,7 +123,9 @@ impl PartialOrd for Key {
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
         for (a, b) in self.0.iter().zip(&other.0) {
-            let o = a.compare(b).unwrap_or_else(|| type_rank(a).cmp(&type_rank(b)));
+            let o = a
+                .compare(b)
+                .unwrap_or_else(|| type_rank(a).cmp(&type_rank(b)));
             if o != Ordering::Equal {
                 return o;
             }
@@ -143,6 +156,45 @@ impl fmt::Display for Key {
     }
 }
 
+/// The first key that appears twice in `rows`, found without cloning keys: rows are sorted
+/// by a hash of their key and only equal hashes are compared.
+fn duplicate_key(schema: &StreamSchema, rows: &[Row]) -> Option<Key> {
+    use std::hash::{Hash, Hasher};
+    let pk = schema.primary_key();
+    let mut hashed: Vec<(u64, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for &k in pk {
+                hash_value(r.get(k), &mut h);
+            }
+            (h.finish(), i)
+        })
+        .collect();
+    hashed.sort_unstable();
+    for w in hashed.windows(2) {
+        let (a, b) = (&rows[w[0].1], &rows[w[1].1]);
+        if w[0].0 == w[1].0
+            && pk
+                .iter()
+                .all(|&k| a.get(k).compare(b.get(k)) == Some(Ordering::Equal))
+        {
+            return Some(a.key(schema));
+        }
+    }
+    fn hash_value(v: &Value, h: &mut impl Hasher) {
+        match v {
+            Value::Text(s) | Value::Json(s) => s.hash(h),
+            Value::Integer(i) => i.hash(h),
+            Value::Bool(b) => b.hash(h),
+            Value::Bytes(b) => b.hash(h),
+            other => other.to_string().hash(h),
+        }
+    }
+    None
+}
+
 /// Rows of one stream plus the checkpoint delta they advance and keys to delete.
 #[derive(Debug, Clone)]
 pub struct RecordBatch {
@@ -157,7 +209,11 @@ impl RecordBatch {
     /// problems are left to validation, which quarantines them.
     pub fn new(schema: Arc<StreamSchema>, rows: Vec<Row>, delta: CheckpointDelta) -> Result<Self> {
         let width = schema.columns().len();
-        if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.values().len() != width) {
+        if let Some((i, r)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.values().len() != width)
+        {
             return Err(Error::invalid_input("row width does not match the schema")
                 .with_context("stream", schema.name())
                 .with_context("row", i)
@@ -169,8 +225,35 @@ impl RecordBatch {
                     .with_context("stream", schema.name())
                     .with_context("row", i));
             }
+            if let Some((v, c)) = r
+                .values()
+                .iter()
+                .zip(schema.columns())
+                .find(|(v, c)| !v.fits(c.ty))
+            {
+                return Err(Error::invalid_input("value does not fit its column type")
+                    .with_context("stream", schema.name())
+                    .with_context("row", i)
+                    .with_context("column", &c.name)
+                    .with_context("type", format!("{:?}", c.ty))
+                    .with_context(
+                        "value_type",
+                        v.column_type()
+                            .map_or("null".to_string(), |t| format!("{t:?}")),
+                    ));
+            }
         }
-        Ok(RecordBatch { schema, rows, deletes: Vec::new(), delta })
+        if let Some(dup) = duplicate_key(&schema, &rows) {
+            return Err(Error::invalid_input("duplicate key in batch")
+                .with_context("stream", schema.name())
+                .with_context("key", dup));
+        }
+        Ok(RecordBatch {
+            schema,
+            rows,
+            deletes: Vec::new(),
+            delta,
+        })
     }
 
     /// Adds keys the batch deletes from the target (tombstones).
@@ -245,10 +328,34 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_rejects_type_mismatches_and_duplicate_keys() {
+        let d = CheckpointDelta::stay(Position::Start);
+        let wrong = Row::new(vec![Value::from("a"), Value::from("x"), Value::Null]);
+        let err = RecordBatch::new(schema(), vec![wrong], d.clone()).unwrap_err();
+        assert_eq!(err.context_value("column"), Some("v"));
+        let a1 = Row::new(vec![Value::from("a"), Value::from(1), Value::Null]);
+        let b1 = Row::new(vec![Value::from("b"), Value::from(1), Value::Null]);
+        let a2 = Row::new(vec![Value::from("a"), Value::from(2), Value::Null]);
+        let err =
+            RecordBatch::new(schema(), vec![a1.clone(), b1.clone(), a2], d.clone()).unwrap_err();
+        assert_eq!(
+            (err.message(), err.context_value("key")),
+            ("duplicate key in batch", Some("a"))
+        );
+        assert_eq!(
+            RecordBatch::new(schema(), vec![a1, b1], d).unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
     fn check_reports_missing_required_and_type_mismatch() {
         let s = schema();
         let missing = Row::new(vec![Value::from("a"), Value::Null, Value::Null]);
-        assert!(missing.check(&s).unwrap_err().contains("missing required field \"v\""));
+        assert!(missing
+            .check(&s)
+            .unwrap_err()
+            .contains("missing required field \"v\""));
         let wrong = Row::new(vec![Value::from("a"), Value::from("x"), Value::Null]);
         assert!(wrong.check(&s).unwrap_err().contains("does not fit"));
         let ok = Row::new(vec![Value::from("a"), Value::from(1), Value::Null]);
@@ -266,7 +373,7 @@ mod tests {
 
     #[test]
     fn keys_order_totally() {
-        let mut keys = vec![Key::text("b"), Key::text("a"), Key(vec![Value::from(3)])];
+        let mut keys = [Key::text("b"), Key::text("a"), Key(vec![Value::from(3)])];
         keys.sort();
         assert_eq!(keys[0], Key(vec![Value::from(3)]));
         assert_eq!(keys[1], Key::text("a"));

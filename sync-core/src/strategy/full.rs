@@ -49,7 +49,12 @@ fn default_true() -> bool {
 impl FullConfig {
     /// A full sync of everything in `stream`, deleting rows the snapshot lacks.
     pub fn new(stream: impl Into<String>) -> Self {
-        FullConfig { stream: stream.into(), page_size: default_page_size(), window_days: None, delete_missing: true }
+        FullConfig {
+            stream: stream.into(),
+            page_size: default_page_size(),
+            window_days: None,
+            delete_missing: true,
+        }
     }
 }
 
@@ -89,17 +94,39 @@ impl FullStrategy {
         let schema = ctx.source.schema(&cfg.stream)?;
         let scope = self.scope(&schema)?;
         ctx.stager.ensure_stream(&schema).await?;
-        let fresh = FullParams { since: scope.as_ref().map(|(_, since)| vec![since.clone()]), started_at: Utc::now() };
-        let run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, params_of(&fresh)).await?;
-        let params: FullParams = if run.resumed { params_from(&run)? } else { fresh };
+        let fresh = FullParams {
+            since: scope.as_ref().map(|(_, since)| vec![since.clone()]),
+            started_at: Utc::now(),
+        };
+        let run = ctx
+            .stager
+            .begin(&ctx.sync, schema.clone(), st.fence, params_of(&fresh))
+            .await?;
+        let params: FullParams = if run.resumed {
+            params_from(&run)?
+        } else {
+            fresh
+        };
         let mut fill = match &run.progress {
-            Position::Start => FillProgress { next: Some(PageSelector::First), pages: 0, rows: 0, max_cursor: None },
+            Position::Start => FillProgress {
+                next: Some(PageSelector::First),
+                pages: 0,
+                rows: 0,
+                max_cursor: None,
+            },
             Position::Token(t) => serde_json::from_str(t).map_err(|e| {
-                Error::new(ErrorKind::CorruptState, "full-sync fill progress is malformed").with_source(e)
+                Error::new(
+                    ErrorKind::CorruptState,
+                    "full-sync fill progress is malformed",
+                )
+                .with_source(e)
             })?,
             other => {
-                return Err(Error::new(ErrorKind::CorruptState, "full-sync fill progress has the wrong kind")
-                    .with_context("progress", other))
+                return Err(Error::new(
+                    ErrorKind::CorruptState,
+                    "full-sync fill progress has the wrong kind",
+                )
+                .with_context("progress", other))
             }
         };
         if run.resumed {
@@ -113,12 +140,24 @@ impl FullStrategy {
                 fill.next = Some(selector);
                 return Ok(false);
             }
-            let req = PageRequest { stream: cfg.stream.clone(), selector, since: params.since.clone(), until: None, limit };
-            let page = st.fetch_page(ctx, &req).instrument(tracing::debug_span!("page", pages = fill.pages)).await?;
+            let req = PageRequest {
+                stream: cfg.stream.clone(),
+                selector,
+                since: params.since.clone(),
+                until: None,
+                limit,
+            };
+            let page = st
+                .fetch_page(ctx, &req)
+                .instrument(tracing::debug_span!("page", pages = fill.pages))
+                .await?;
             for row in &page.rows {
                 let c = row.cursor_values(&schema);
                 if !c.is_empty()
-                    && fill.max_cursor.as_ref().map_or(true, |m| compare_values(&c, m) == Some(Ordering::Greater))
+                    && fill
+                        .max_cursor
+                        .as_ref()
+                        .map_or(true, |m| compare_values(&c, m) == Some(Ordering::Greater))
                 {
                     fill.max_cursor = Some(c);
                 }
@@ -127,27 +166,55 @@ impl FullStrategy {
             fill.pages += 1;
             fill.rows += page.rows.len() as u64;
             let to = Position::Token(serde_json::to_string(&fill)?);
-            let batch = RecordBatch::new(schema.clone(), page.rows, CheckpointDelta { from: staged_at.clone(), to })?;
+            let batch = RecordBatch::new(
+                schema.clone(),
+                page.rows,
+                CheckpointDelta {
+                    from: staged_at.clone(),
+                    to,
+                },
+            )?;
             staged_at = ctx.stager.stage(&run, &batch).await?;
-            ctx.progress.emit(ProgressEvent::Staged { rows_staged: fill.rows });
+            ctx.progress.emit(ProgressEvent::Staged {
+                rows_staged: fill.rows,
+            });
         }
 
         let old = st.position();
         let new = match &fill.max_cursor {
-            Some(c) if !schema.cursor().is_empty() => Position::CursorKey(CursorKey { cursor: c.clone(), key: None }),
+            Some(c) if !schema.cursor().is_empty() => Position::CursorKey(CursorKey {
+                cursor: c.clone(),
+                key: None,
+            }),
             _ if schema.cursor().is_empty() => Position::Timestamp(params.started_at),
             _ => old.clone(),
         };
         // A snapshot never moves the checkpoint backwards: keep the old position when ahead.
-        let new = if old.compare(&new) == Some(Ordering::Greater) { old.clone() } else { new };
+        let new = if old.compare(&new) == Some(Ordering::Greater) {
+            old.clone()
+        } else {
+            new
+        };
         let delta = CheckpointDelta::new(old.clone(), new.clone())?;
         let mode = match (cfg.delete_missing, scope) {
             (false, _) => PromoteMode::Upsert,
             (true, None) => PromoteMode::Replace(ReplaceScope::All),
-            (true, Some((column, since))) => PromoteMode::Replace(ReplaceScope::Since { column, since }),
+            (true, Some((column, since))) => {
+                PromoteMode::Replace(ReplaceScope::Since { column, since })
+            }
         };
-        let state = CheckpointState { position: new, ..st.state() };
-        let ledger = st.ledger(ctx, StrategyKind::Full, &delta, fill.rows, LedgerStatus::Committed, window_started);
+        let state = CheckpointState {
+            position: new,
+            ..st.state()
+        };
+        let ledger = st.ledger(
+            ctx,
+            StrategyKind::Full,
+            &delta,
+            fill.rows,
+            LedgerStatus::Committed,
+            window_started,
+        );
         let commit = st.commit_for(ctx, delta.clone(), state, Some(ledger));
         let rules = ValidationRules::default();
         st.validate_and_promote(ctx, &run, &rules, &mode, commit, true)
@@ -158,12 +225,16 @@ impl FullStrategy {
 
     /// The replace scope `(cursor column, since)` for a windowed full sync.
     fn scope(&self, schema: &StreamSchema) -> Result<Option<(usize, Value)>> {
-        let Some(days) = self.config.window_days else { return Ok(None) };
+        let Some(days) = self.config.window_days else {
+            return Ok(None);
+        };
         let column = match schema.cursor() {
             [c] if schema.columns()[*c].ty == ColumnType::Timestamp => *c,
             _ => {
-                return Err(Error::config("window_days needs exactly one timestamp cursor column")
-                    .with_context("stream", schema.name()))
+                return Err(
+                    Error::config("window_days needs exactly one timestamp cursor column")
+                        .with_context("stream", schema.name()),
+                )
             }
         };
         let since = Utc::now() - chrono::Duration::days(i64::from(days) + 1);

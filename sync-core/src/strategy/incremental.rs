@@ -87,18 +87,26 @@ impl IncrementalStrategy {
     /// An incremental strategy; fails on a zero page size or negative lookback or lag.
     pub fn new(config: IncrementalConfig) -> Result<Self> {
         if config.page_size == 0 || config.lookback < 0 || config.settle_lag < 0 {
-            return Err(Error::config("page_size must be positive and lookback and settle_lag not negative"));
+            return Err(Error::config(
+                "page_size must be positive and lookback and settle_lag not negative",
+            ));
         }
         Ok(IncrementalStrategy { config })
     }
 
     fn cursor_column(schema: &StreamSchema) -> Result<(usize, ColumnType)> {
         match schema.cursor() {
-            [c] if matches!(schema.columns()[*c].ty, ColumnType::Timestamp | ColumnType::Integer) => {
+            [c] if matches!(
+                schema.columns()[*c].ty,
+                ColumnType::Timestamp | ColumnType::Integer
+            ) =>
+            {
                 Ok((*c, schema.columns()[*c].ty))
             }
-            _ => Err(Error::config("incremental sync needs exactly one timestamp or integer cursor column")
-                .with_context("stream", schema.name())),
+            _ => Err(Error::config(
+                "incremental sync needs exactly one timestamp or integer cursor column",
+            )
+            .with_context("stream", schema.name())),
         }
     }
 
@@ -115,7 +123,10 @@ impl IncrementalStrategy {
         let hwm = ctx.source.high_watermark(&self.config.stream).await?;
         Ok(match (hwm.and_then(|v| v.into_iter().next()), ty) {
             (Some(v), _) => Some(Self::minus(&v, self.config.settle_lag)),
-            (None, ColumnType::Timestamp) => Some(Self::minus(&Value::Timestamp(Utc::now()), self.config.settle_lag)),
+            (None, ColumnType::Timestamp) => Some(Self::minus(
+                &Value::Timestamp(Utc::now()),
+                self.config.settle_lag,
+            )),
             (None, _) => None,
         })
     }
@@ -138,30 +149,45 @@ impl IncrementalStrategy {
             require_reason: Some("missing cursor value".into()),
             rules: Vec::new(),
         };
-        let mut run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+        let mut run = ctx
+            .stager
+            .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+            .await?;
         let mut pos = st.position();
         if run.resumed && run.staged_rows == 0 && run.progress != pos {
             ctx.stager.abort(&run).await?;
-            run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+            run = ctx
+                .stager
+                .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+                .await?;
         }
         if run.resumed && run.staged_rows > 0 {
             if ordered && run.progress != pos {
                 // Promote what the interrupted run staged but did not commit.
                 let delta = CheckpointDelta::new(pos.clone(), run.progress.clone())?;
-                self.promote(ctx, st, &run, &rules, delta, 0, Instant::now()).await?;
+                self.promote(ctx, st, &run, &rules, delta, 0, Instant::now())
+                    .await?;
                 pos = run.progress.clone();
             } else {
                 // An unordered window is all or nothing: start it again.
                 ctx.stager.abort(&run).await?;
-                run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+                run = ctx
+                    .stager
+                    .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+                    .await?;
             }
         }
         let since = match &pos {
             Position::Start => None,
-            Position::CursorKey(ck) if ck.cursor.len() == 1 => Some(vec![Self::minus(&ck.cursor[0], cfg.lookback)]),
+            Position::CursorKey(ck) if ck.cursor.len() == 1 => {
+                Some(vec![Self::minus(&ck.cursor[0], cfg.lookback)])
+            }
             other => {
-                return Err(Error::new(ErrorKind::CheckpointDelta, "incremental checkpoint has the wrong kind")
-                    .with_context("position", other))
+                return Err(Error::new(
+                    ErrorKind::CheckpointDelta,
+                    "incremental checkpoint has the wrong kind",
+                )
+                .with_context("position", other))
             }
         };
         let caps = ctx.source.capabilities();
@@ -178,12 +204,23 @@ impl IncrementalStrategy {
                 complete = false;
                 break;
             }
-            let req = PageRequest { stream: cfg.stream.clone(), selector: sel, since: request_since.clone(), until: until_bound.clone(), limit };
+            let req = PageRequest {
+                stream: cfg.stream.clone(),
+                selector: sel,
+                since: request_since.clone(),
+                until: until_bound.clone(),
+                limit,
+            };
             let page = st.fetch_page(ctx, &req).await?;
             let read = page.rows.len() as u64;
-            let (rows, page_max) = self.filter(&schema, cursor_col, &pos, until.as_ref(), page.rows)?;
+            let (rows, page_max) =
+                self.filter(&schema, cursor_col, &pos, until.as_ref(), page.rows)?;
             let new_pos = match page_max {
-                Some(ck) if ordered && pos.compare(&Position::CursorKey(ck.clone())) == Some(Ordering::Less) => {
+                Some(ck)
+                    if ordered
+                        && pos.compare(&Position::CursorKey(ck.clone()))
+                            == Some(Ordering::Less) =>
+                {
                     Position::CursorKey(ck)
                 }
                 _ => pos.clone(),
@@ -191,10 +228,23 @@ impl IncrementalStrategy {
             let advanced = new_pos != pos;
             let stage_it = !rows.is_empty() || advanced;
             if stage_it {
-                let to = if ordered { new_pos.clone() } else { staged_at.clone() };
-                let batch = RecordBatch::new(schema.clone(), rows, CheckpointDelta { from: staged_at.clone(), to })?;
+                let to = if ordered {
+                    new_pos.clone()
+                } else {
+                    staged_at.clone()
+                };
+                let batch = RecordBatch::new(
+                    schema.clone(),
+                    rows,
+                    CheckpointDelta {
+                        from: staged_at.clone(),
+                        to,
+                    },
+                )?;
                 staged_at = ctx.stager.stage(&run, &batch).await?;
-                ctx.progress.emit(ProgressEvent::Staged { rows_staged: st.report.rows_read });
+                ctx.progress.emit(ProgressEvent::Staged {
+                    rows_staged: st.report.rows_read,
+                });
             }
             if !ordered {
                 window_read += read;
@@ -211,17 +261,29 @@ impl IncrementalStrategy {
                 // moved to the end while we paged are found again, none is skipped.
                 (Some(_), Position::CursorKey(ck)) if ordered && advanced => {
                     request_since = Some(ck.cursor.clone());
-                    Some(if caps.keyset { PageSelector::After(ck.clone()) } else { PageSelector::First })
+                    Some(if caps.keyset {
+                        PageSelector::After(ck.clone())
+                    } else {
+                        PageSelector::First
+                    })
                 }
                 (Some(next), _) => Some(next),
             };
         }
         if !ordered && complete {
             let until = until.expect("unordered runs have an upper bound");
-            let end = Position::CursorKey(CursorKey { cursor: vec![until], key: None });
-            let end = if pos.compare(&end) == Some(Ordering::Greater) { pos.clone() } else { end };
+            let end = Position::CursorKey(CursorKey {
+                cursor: vec![until],
+                key: None,
+            });
+            let end = if pos.compare(&end) == Some(Ordering::Greater) {
+                pos.clone()
+            } else {
+                end
+            };
             let delta = CheckpointDelta::new(window_low, end)?;
-            self.promote(ctx, st, &run, &rules, delta, window_read, window_started).await?;
+            self.promote(ctx, st, &run, &rules, delta, window_read, window_started)
+                .await?;
         }
         if complete || ordered {
             ctx.stager.abort(&run).await?;
@@ -257,13 +319,18 @@ impl IncrementalStrategy {
             }
             let ck = row.cursor_key(schema);
             let at_or_before = match pos {
-                Position::CursorKey(p) => matches!(ck.compare(p), Some(Ordering::Less | Ordering::Equal)),
+                Position::CursorKey(p) => {
+                    matches!(ck.compare(p), Some(Ordering::Less | Ordering::Equal))
+                }
                 _ => false,
             };
             if at_or_before && self.config.lookback == 0 {
                 continue;
             }
-            if max.as_ref().map_or(true, |m| ck.compare(m) == Some(Ordering::Greater)) {
+            if max
+                .as_ref()
+                .map_or(true, |m| ck.compare(m) == Some(Ordering::Greater))
+            {
                 max = Some(ck);
             }
             kept.push(row);
@@ -282,10 +349,21 @@ impl IncrementalStrategy {
         read: u64,
         started: Instant,
     ) -> Result<()> {
-        let ledger = st.ledger(ctx, StrategyKind::Incremental, &delta, read, LedgerStatus::Committed, started);
-        let state = CheckpointState { position: delta.to.clone(), ..st.state() };
+        let ledger = st.ledger(
+            ctx,
+            StrategyKind::Incremental,
+            &delta,
+            read,
+            LedgerStatus::Committed,
+            started,
+        );
+        let state = CheckpointState {
+            position: delta.to.clone(),
+            ..st.state()
+        };
         let commit = st.commit_for(ctx, delta, state, Some(ledger));
-        st.validate_and_promote(ctx, run, rules, &PromoteMode::Upsert, commit, false).await?;
+        st.validate_and_promote(ctx, run, rules, &PromoteMode::Upsert, commit, false)
+            .await?;
         Ok(())
     }
 }

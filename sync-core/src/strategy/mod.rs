@@ -17,22 +17,26 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, LedgerStatus, LogLevel, StoredCheckpoint,
-    SyncLogEntry,
+    Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, LedgerStatus, LogLevel,
+    StoredCheckpoint, SyncLogEntry,
 };
-use crate::error::{Error, ErrorKind, RetryClass, Result};
+use crate::error::{Error, ErrorKind, Result, RetryClass};
 use crate::position::{CheckpointDelta, Position};
 use crate::progress::{Progress, ProgressEvent};
 use crate::queue::ChangeQueue;
 use crate::retry::{RetryPolicy, RunLimits};
 use crate::sink::Sink;
 use crate::source::{Page, PageRequest, Source};
-use crate::stager::{PromoteMode, PromoteReport, Stager, StagingRun, ValidationReport, ValidationRules};
+use crate::stager::{
+    PromoteMode, PromoteReport, Stager, StagingRun, ValidationReport, ValidationRules,
+};
 
 pub use full::{FullConfig, FullStrategy};
 pub use incremental::{IncrementalConfig, IncrementalStrategy, MissingCursorPolicy};
 pub use offset::{DriftPolicy, OffsetConfig, OffsetStatus, OffsetStrategy};
-pub use sequence_window::{check_history, HistoryReport, SequenceWindowConfig, SequenceWindowStrategy};
+pub use sequence_window::{
+    check_history, HistoryReport, SequenceWindowConfig, SequenceWindowStrategy,
+};
 
 /// The four strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -183,21 +187,47 @@ impl RunState {
         let fence = ctx.checkpoints.acquire_fence(&ctx.sync).await?;
         let stored = ctx.checkpoints.load(&ctx.sync).await?;
         let run_id = crate::stager::new_run_id();
-        ctx.checkpoints.append_log(&log_entry(ctx, &run_id, LogLevel::Info, "run_started", format!("{kind} run started"))).await?;
-        ctx.progress.emit(ProgressEvent::RunStarted { sync: ctx.sync.clone(), run_id: run_id.clone() });
+        ctx.checkpoints
+            .append_log(&log_entry(
+                ctx,
+                &run_id,
+                LogLevel::Info,
+                "run_started",
+                format!("{kind} run started"),
+            ))
+            .await?;
+        ctx.progress.emit(ProgressEvent::RunStarted {
+            sync: ctx.sync.clone(),
+            run_id: run_id.clone(),
+        });
         tracing::info!(sync = %ctx.sync, run_id = %run_id, strategy = %kind, fence = fence.0, "run started");
-        let report = RunReport { run_id: run_id.clone(), position: stored.as_ref().map(|s| s.state.position.clone()), ..RunReport::default() };
-        Ok(RunState { run_id, fence, stored, report, errors: AtomicU64::new(0), started: Instant::now() })
+        let report = RunReport {
+            run_id: run_id.clone(),
+            position: stored.as_ref().map(|s| s.state.position.clone()),
+            ..RunReport::default()
+        };
+        Ok(RunState {
+            run_id,
+            fence,
+            stored,
+            report,
+            errors: AtomicU64::new(0),
+            started: Instant::now(),
+        })
     }
 
     /// The stored state, or `Start`.
     pub(crate) fn state(&self) -> CheckpointState {
-        self.stored.as_ref().map_or_else(|| CheckpointState::at(Position::Start), |s| s.state.clone())
+        self.stored
+            .as_ref()
+            .map_or_else(|| CheckpointState::at(Position::Start), |s| s.state.clone())
     }
 
     /// The current checkpoint position.
     pub(crate) fn position(&self) -> Position {
-        self.stored.as_ref().map_or(Position::Start, |s| s.state.position.clone())
+        self.stored
+            .as_ref()
+            .map_or(Position::Start, |s| s.state.position.clone())
     }
 
     /// True once `max_pages` pages were fetched.
@@ -206,14 +236,21 @@ impl RunState {
     }
 
     /// Fetches a page with retry, counting errors against `max_errors`.
-    pub(crate) async fn fetch_page(&mut self, ctx: &SyncContext, req: &PageRequest) -> Result<Page> {
+    pub(crate) async fn fetch_page(
+        &mut self,
+        ctx: &SyncContext,
+        req: &PageRequest,
+    ) -> Result<Page> {
         let page = self
             .retrying(ctx, || ctx.source.fetch_page(req))
             .await
             .map_err(|e| e.with_context("stream", &req.stream))?;
         self.report.pages += 1;
         self.report.rows_read += page.rows.len() as u64;
-        ctx.progress.emit(ProgressEvent::Page { pages: self.report.pages, rows_fetched: self.report.rows_read });
+        ctx.progress.emit(ProgressEvent::Page {
+            pages: self.report.pages,
+            rows_fetched: self.report.rows_read,
+        });
         tracing::debug!(sync = %ctx.sync, page = self.report.pages, rows = page.rows.len(), "page fetched");
         Ok(page)
     }
@@ -228,7 +265,10 @@ impl RunState {
             .retry
             .run(op, |attempt, _, e| {
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                ctx.progress.emit(ProgressEvent::Retry { attempt, error: e.to_string() });
+                ctx.progress.emit(ProgressEvent::Retry {
+                    attempt,
+                    error: e.to_string(),
+                });
             })
             .await;
         if let Err(e) = &result {
@@ -318,13 +358,17 @@ impl RunState {
             Err(e) if e.is_outcome_unknown() => {
                 let now = ctx.checkpoints.load(&ctx.sync).await?;
                 let landed = now.as_ref().is_some_and(|s| {
-                    Some(s.version) == commit.expected_version.map(|v| v + 1).or(Some(1)) && s.state == commit.state
+                    Some(s.version) == commit.expected_version.map(|v| v + 1).or(Some(1))
+                        && s.state == commit.state
                 });
                 if !landed {
                     return Err(e);
                 }
                 tracing::warn!(sync = %ctx.sync, "promote outcome unknown; the checkpoint shows it committed");
-                PromoteReport { checkpoint_version: now.as_ref().map_or(0, |s| s.version), ..PromoteReport::default() }
+                PromoteReport {
+                    checkpoint_version: now.as_ref().map_or(0, |s| s.version),
+                    ..PromoteReport::default()
+                }
             }
             Err(e) => return Err(e),
         };
@@ -358,18 +402,40 @@ impl RunState {
             self.report.rows_rejected,
             self.report.windows,
             self.started.elapsed().as_millis(),
-            if complete { "" } else { "; stopped at a limit, resumes next run" }
+            if complete {
+                ""
+            } else {
+                "; stopped at a limit, resumes next run"
+            }
         );
-        ctx.checkpoints.append_log(&log_entry(ctx, &self.run_id, LogLevel::Info, "run_finished", msg)).await?;
+        ctx.checkpoints
+            .append_log(&log_entry(
+                ctx,
+                &self.run_id,
+                LogLevel::Info,
+                "run_finished",
+                msg,
+            ))
+            .await?;
         ctx.progress.emit(ProgressEvent::RunFinished { complete });
         Ok(self.report)
     }
 }
 
 /// Logs a failed run (best effort) and passes the error on.
-pub(crate) async fn log_failure<T>(ctx: &SyncContext, run_id: Option<&str>, result: Result<T>) -> Result<T> {
+pub(crate) async fn log_failure<T>(
+    ctx: &SyncContext,
+    run_id: Option<&str>,
+    result: Result<T>,
+) -> Result<T> {
     if let Err(e) = &result {
-        let entry = log_entry(ctx, run_id.unwrap_or("-"), LogLevel::Error, "run_failed", e.to_string());
+        let entry = log_entry(
+            ctx,
+            run_id.unwrap_or("-"),
+            LogLevel::Error,
+            "run_failed",
+            e.to_string(),
+        );
         if let Err(log_err) = ctx.checkpoints.append_log(&entry).await {
             tracing::warn!(sync = %ctx.sync, error = %log_err, "could not log the failed run");
         }
@@ -378,6 +444,19 @@ pub(crate) async fn log_failure<T>(ctx: &SyncContext, run_id: Option<&str>, resu
     result
 }
 
-pub(crate) fn log_entry(ctx: &SyncContext, run_id: &str, level: LogLevel, event: &str, message: String) -> SyncLogEntry {
-    SyncLogEntry { sync: ctx.sync.clone(), run_id: run_id.to_string(), at: Utc::now(), level, event: event.to_string(), message }
+pub(crate) fn log_entry(
+    ctx: &SyncContext,
+    run_id: &str,
+    level: LogLevel,
+    event: &str,
+    message: String,
+) -> SyncLogEntry {
+    SyncLogEntry {
+        sync: ctx.sync.clone(),
+        run_id: run_id.to_string(),
+        at: Utc::now(),
+        level,
+        event: event.to_string(),
+        message,
+    }
 }

@@ -53,7 +53,11 @@ fn default_page_size() -> u32 {
 impl OffsetConfig {
     /// An offset sync of `stream` failing on drift.
     pub fn new(stream: impl Into<String>) -> Self {
-        OffsetConfig { stream: stream.into(), page_size: default_page_size(), drift: DriftPolicy::Fail }
+        OffsetConfig {
+            stream: stream.into(),
+            page_size: default_page_size(),
+            drift: DriftPolicy::Fail,
+        }
     }
 }
 
@@ -68,8 +72,13 @@ struct OffsetExtra {
 
 impl OffsetExtra {
     fn from_state(state: &CheckpointState) -> Result<Self> {
-        serde_json::from_value(serde_json::Value::Object(state.extra.clone()))
-            .map_err(|e| Error::new(ErrorKind::CorruptState, "offset checkpoint extras are malformed").with_source(e))
+        serde_json::from_value(serde_json::Value::Object(state.extra.clone())).map_err(|e| {
+            Error::new(
+                ErrorKind::CorruptState,
+                "offset checkpoint extras are malformed",
+            )
+            .with_source(e)
+        })
     }
 
     fn into_map(self) -> serde_json::Map<String, serde_json::Value> {
@@ -115,7 +124,9 @@ impl OffsetStrategy {
     /// Where the sync stands.
     pub async fn status(&self, ctx: &SyncContext) -> Result<OffsetStatus> {
         let stored = ctx.checkpoints.load(&ctx.sync).await?;
-        let state = stored.as_ref().map_or_else(|| CheckpointState::at(Position::Start), |s| s.state.clone());
+        let state = stored
+            .as_ref()
+            .map_or_else(|| CheckpointState::at(Position::Start), |s| s.state.clone());
         let extra = OffsetExtra::from_state(&state)?;
         Ok(OffsetStatus {
             offset: offset_of(&state.position)?,
@@ -131,7 +142,13 @@ impl OffsetStrategy {
         let fence = ctx.checkpoints.acquire_fence(&ctx.sync).await?;
         ctx.checkpoints.reset(&ctx.sync, fence).await?;
         ctx.checkpoints
-            .append_log(&log_entry(ctx, "-", LogLevel::Warn, "reset", "offset reset to 0".into()))
+            .append_log(&log_entry(
+                ctx,
+                "-",
+                LogLevel::Warn,
+                "reset",
+                "offset reset to 0".into(),
+            ))
             .await
     }
 
@@ -139,14 +156,23 @@ impl OffsetStrategy {
         let cfg = &self.config;
         let schema = ctx.source.schema(&cfg.stream)?;
         if ctx.source.capabilities().ordering == SourceOrdering::Unordered {
-            return Err(Error::unsupported(ctx.source.name(), "offset sync of an unordered source"));
+            return Err(Error::unsupported(
+                ctx.source.name(),
+                "offset sync of an unordered source",
+            ));
         }
         ctx.stager.ensure_stream(&schema).await?;
-        let mut run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+        let mut run = ctx
+            .stager
+            .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+            .await?;
         if run.resumed {
             // Rows staged but never promoted are fetched again from the committed offset.
             ctx.stager.abort(&run).await?;
-            run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+            run = ctx
+                .stager
+                .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+                .await?;
         }
         let limit = ctx.source.capabilities().clamp_page_size(cfg.page_size);
         let rules = ValidationRules::default();
@@ -167,13 +193,21 @@ impl OffsetStrategy {
                 selector: PageSelector::Offset(request_offset),
                 since: None,
                 until: None,
-                limit: if overlap { limit.saturating_add(1) } else { limit },
+                limit: if overlap {
+                    limit.saturating_add(1)
+                } else {
+                    limit
+                },
             };
             let mut page = st.fetch_page(ctx, &req).await?;
             if overlap && page.rows.len() == 1 && page.next.is_some() {
                 // The server clamps pages to one record: the overlap ate the page. The
                 // overlap record matched or not is still checked below; read on without it.
-                let next = PageRequest { selector: PageSelector::Offset(offset), limit, ..req.clone() };
+                let next = PageRequest {
+                    selector: PageSelector::Offset(offset),
+                    limit,
+                    ..req.clone()
+                };
                 let more = st.fetch_page(ctx, &next).await?;
                 page.rows.extend(more.rows);
                 page.next = more.next;
@@ -192,18 +226,28 @@ impl OffsetStrategy {
                 _ => None,
             };
             if let Some(reason) = drift {
-                let e = Error::new(ErrorKind::Drift, reason.clone()).with_context("stream", &cfg.stream);
+                let e = Error::new(ErrorKind::Drift, reason.clone())
+                    .with_context("stream", &cfg.stream);
                 if cfg.drift == DriftPolicy::Fail || restarts >= MAX_RESTARTS {
                     return Err(e);
                 }
                 restarts += 1;
                 tracing::warn!(sync = %ctx.sync, %reason, "offset drift; restarting the scan");
                 ctx.checkpoints
-                    .append_log(&log_entry(ctx, &st.run_id, LogLevel::Warn, "drift", format!("{reason}; restarting from 0")))
+                    .append_log(&log_entry(
+                        ctx,
+                        &st.run_id,
+                        LogLevel::Warn,
+                        "drift",
+                        format!("{reason}; restarting from 0"),
+                    ))
                     .await?;
                 ctx.checkpoints.reset(&ctx.sync, st.fence).await?;
                 ctx.stager.abort(&run).await?;
-                run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+                run = ctx
+                    .stager
+                    .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+                    .await?;
                 staged_at = run.progress.clone();
                 st.stored = None;
                 (offset, extra, run_total) = (0, OffsetExtra::default(), None);
@@ -215,8 +259,11 @@ impl OffsetStrategy {
             }
             let at_end = page.next.is_none();
             if rows.is_empty() && !at_end {
-                return Err(Error::new(ErrorKind::Drift, "source returned an empty page before the end")
-                    .with_context("offset", offset));
+                return Err(Error::new(
+                    ErrorKind::Drift,
+                    "source returned an empty page before the end",
+                )
+                .with_context("offset", offset));
             }
             let received = rows.len() as u64;
             let new_offset = offset + received;
@@ -228,11 +275,29 @@ impl OffsetStrategy {
             }
             extra.total = page.total;
             extra.complete = at_end;
-            let batch = RecordBatch::new(schema.clone(), rows, CheckpointDelta { from: staged_at.clone(), to: to.clone() })?;
+            let batch = RecordBatch::new(
+                schema.clone(),
+                rows,
+                CheckpointDelta {
+                    from: staged_at.clone(),
+                    to: to.clone(),
+                },
+            )?;
             staged_at = ctx.stager.stage(&run, &batch).await?;
             let delta = CheckpointDelta::new(from, to.clone())?;
-            let ledger = st.ledger(ctx, StrategyKind::Offset, &delta, received, LedgerStatus::Committed, window_started);
-            let state = CheckpointState { position: to, delivered: None, extra: extra.clone().into_map() };
+            let ledger = st.ledger(
+                ctx,
+                StrategyKind::Offset,
+                &delta,
+                received,
+                LedgerStatus::Committed,
+                window_started,
+            );
+            let state = CheckpointState {
+                position: to,
+                delivered: None,
+                extra: extra.clone().into_map(),
+            };
             let commit = st.commit_for(ctx, delta, state, Some(ledger));
             st.validate_and_promote(ctx, &run, &rules, &PromoteMode::Upsert, commit, false)
                 .instrument(tracing::info_span!("batch", offset = new_offset))
@@ -250,7 +315,11 @@ fn offset_of(position: &Position) -> Result<u64> {
     match position {
         Position::Start => Ok(0),
         Position::Offset(o) => Ok(*o),
-        other => Err(Error::new(ErrorKind::CheckpointDelta, "offset checkpoint has the wrong kind").with_context("position", other)),
+        other => Err(Error::new(
+            ErrorKind::CheckpointDelta,
+            "offset checkpoint has the wrong kind",
+        )
+        .with_context("position", other)),
     }
 }
 

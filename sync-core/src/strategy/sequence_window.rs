@@ -70,7 +70,11 @@ fn seq_of(p: &Position) -> Result<SequenceNo> {
     match p {
         Position::Start => Ok(SequenceNo(0)),
         Position::Sequence(s) => Ok(*s),
-        other => Err(Error::new(ErrorKind::CheckpointDelta, "sequence checkpoint has the wrong kind").with_context("position", other)),
+        other => Err(Error::new(
+            ErrorKind::CheckpointDelta,
+            "sequence checkpoint has the wrong kind",
+        )
+        .with_context("position", other)),
     }
 }
 
@@ -78,20 +82,29 @@ impl SequenceWindowStrategy {
     /// A sequence-window strategy; fails on zero sizes.
     pub fn new(config: SequenceWindowConfig) -> Result<Self> {
         if config.max_window_entries == 0 || config.fetch_batch == 0 {
-            return Err(Error::config("max_window_entries and fetch_batch must be at least 1"));
+            return Err(Error::config(
+                "max_window_entries and fetch_batch must be at least 1",
+            ));
         }
         Ok(SequenceWindowStrategy { config })
     }
 
     fn queue(ctx: &SyncContext) -> Result<&Arc<dyn ChangeQueue>> {
-        ctx.queue.as_ref().ok_or_else(|| Error::config("the sequence-window strategy needs a change queue"))
+        ctx.queue
+            .as_ref()
+            .ok_or_else(|| Error::config("the sequence-window strategy needs a change queue"))
     }
 
     /// Distinct ids of a window, in first-seen order.
     async fn window_ids(&self, ctx: &SyncContext, window: Window) -> Result<Vec<Key>> {
-        let entries = Self::queue(ctx)?.read_window(&self.config.queue, window).await?;
+        let entries = Self::queue(ctx)?
+            .read_window(&self.config.queue, window)
+            .await?;
         let mut seen = BTreeSet::new();
-        Ok(entries.into_iter().filter_map(|e| seen.insert(e.entity.clone()).then_some(e.entity)).collect())
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| seen.insert(e.entity.clone()).then_some(e.entity))
+            .collect())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -110,48 +123,117 @@ impl SequenceWindowStrategy {
         let started = Instant::now();
         let mut rows = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(self.config.fetch_batch) {
-            let fetched = st.retrying(ctx, || ctx.source.fetch_latest(&self.config.stream, chunk)).await?;
+            let fetched = st
+                .retrying(ctx, || ctx.source.fetch_latest(&self.config.stream, chunk))
+                .await?;
             st.report.pages += 1;
             rows.extend(fetched);
         }
         st.report.rows_read += rows.len() as u64;
         let present: BTreeSet<Key> = rows.iter().map(|r| r.key(schema)).collect();
-        let deletes: Vec<Key> = ids.iter().filter(|k| !present.contains(k)).cloned().collect();
-        let run = ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?;
+        let deletes: Vec<Key> = ids
+            .iter()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        let run = ctx
+            .stager
+            .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+            .await?;
         let run = if run.staged_rows > 0 {
             ctx.stager.abort(&run).await?;
-            ctx.stager.begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null).await?
+            ctx.stager
+                .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+                .await?
         } else {
             run
         };
         let read = rows.len() as u64;
-        let stage_delta = CheckpointDelta { from: run.progress.clone(), to: run.progress.clone() };
+        let stage_delta = CheckpointDelta {
+            from: run.progress.clone(),
+            to: run.progress.clone(),
+        };
         let batch = RecordBatch::new(schema.clone(), rows, stage_delta)?.with_deletes(deletes);
         ctx.stager.stage(&run, &batch).await?;
-        let ledger_delta = CheckpointDelta { from: Position::Sequence(window.low), to: Position::Sequence(window.high) };
-        let ledger = st.ledger(ctx, StrategyKind::SequenceWindow, &ledger_delta, read, status, started);
-        let state = CheckpointState { position: delta.to.clone(), ..st.state() };
+        let ledger_delta = CheckpointDelta {
+            from: Position::Sequence(window.low),
+            to: Position::Sequence(window.high),
+        };
+        let ledger = st.ledger(
+            ctx,
+            StrategyKind::SequenceWindow,
+            &ledger_delta,
+            read,
+            status,
+            started,
+        );
+        let state = CheckpointState {
+            position: delta.to.clone(),
+            ..st.state()
+        };
         let commit = st.commit_for(ctx, delta, state, Some(ledger));
-        st.validate_and_promote(ctx, &run, &ValidationRules::default(), &PromoteMode::Upsert, commit, true).await?;
+        st.validate_and_promote(
+            ctx,
+            &run,
+            &ValidationRules::default(),
+            &PromoteMode::Upsert,
+            commit,
+            true,
+        )
+        .await?;
         Ok(())
     }
 
     /// Delivers the promoted state of `window` to the sink, then records the delivery.
-    async fn deliver(&self, ctx: &SyncContext, st: &mut RunState, schema: &Arc<StreamSchema>, window: Window) -> Result<()> {
+    async fn deliver(
+        &self,
+        ctx: &SyncContext,
+        st: &mut RunState,
+        schema: &Arc<StreamSchema>,
+        window: Window,
+    ) -> Result<()> {
         let Some(sink) = &ctx.sink else { return Ok(()) };
         let started = Instant::now();
         let ids = self.window_ids(ctx, window).await?;
-        let upserts = ctx.stager.read_target_keys(&self.config.stream, &ids).await?;
+        let upserts = ctx
+            .stager
+            .read_target_keys(&self.config.stream, &ids)
+            .await?;
         let present: BTreeSet<Key> = upserts.iter().map(|r| r.key(schema)).collect();
-        let deletes: Vec<Key> = ids.iter().filter(|k| !present.contains(k)).cloned().collect();
-        let delta = CheckpointDelta { from: Position::Sequence(window.low), to: Position::Sequence(window.high) };
-        let delivery = Delivery { sync: ctx.sync.clone(), schema: schema.clone(), upserts, deletes, delta: delta.clone() };
+        let deletes: Vec<Key> = ids
+            .iter()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        let delta = CheckpointDelta {
+            from: Position::Sequence(window.low),
+            to: Position::Sequence(window.high),
+        };
+        let delivery = Delivery {
+            sync: ctx.sync.clone(),
+            schema: schema.clone(),
+            upserts,
+            deletes,
+            delta: delta.clone(),
+        };
         let receipt = st.retrying(ctx, || sink.deliver(&delivery)).await?;
         let mut state = st.state();
         state.delivered = Some(Position::Sequence(window.high));
-        let mut ledger = st.ledger(ctx, StrategyKind::SequenceWindow, &delta, 0, LedgerStatus::Delivered, started);
+        let mut ledger = st.ledger(
+            ctx,
+            StrategyKind::SequenceWindow,
+            &delta,
+            0,
+            LedgerStatus::Delivered,
+            started,
+        );
         ledger.rows_written = receipt.delivered;
-        let commit = st.commit_for(ctx, CheckpointDelta::stay(state.position.clone()), state, Some(ledger));
+        let commit = st.commit_for(
+            ctx,
+            CheckpointDelta::stay(state.position.clone()),
+            state,
+            Some(ledger),
+        );
         let version = ctx.checkpoints.commit(&commit).await?;
         st.stored = Some(crate::checkpoint::StoredCheckpoint {
             sync: ctx.sync.clone(),
@@ -173,10 +255,15 @@ impl SequenceWindowStrategy {
         ctx.stager.ensure_stream(&schema).await?;
         let mut low = seq_of(&st.position())?;
         if ctx.sink.is_some() {
-            let delivered = st.state().delivered.as_ref().map_or(Ok(SequenceNo(0)), seq_of)?;
+            let delivered = st
+                .state()
+                .delivered
+                .as_ref()
+                .map_or(Ok(SequenceNo(0)), seq_of)?;
             if delivered < low {
                 tracing::info!(sync = %ctx.sync, from = %delivered, to = %low, "redelivering promoted windows");
-                self.deliver(ctx, st, &schema, Window::new(delivered, low)?).await?;
+                self.deliver(ctx, st, &schema, Window::new(delivered, low)?)
+                    .await?;
             }
         }
         let hwm = queue.safe_high_water_mark(&cfg.queue).await?;
@@ -184,7 +271,9 @@ impl SequenceWindowStrategy {
             if st.page_limit_reached(ctx) {
                 return Ok(false);
             }
-            let entries = queue.read_window(&cfg.queue, Window::new(low, hwm)?).await?;
+            let entries = queue
+                .read_window(&cfg.queue, Window::new(low, hwm)?)
+                .await?;
             let high = match entries.get(cfg.max_window_entries) {
                 Some(_) => entries[cfg.max_window_entries - 1].seq,
                 None => hwm,
@@ -192,9 +281,17 @@ impl SequenceWindowStrategy {
             let window = Window::new(low, high)?;
             let ids = self.window_ids(ctx, window).await?;
             let delta = CheckpointDelta::new(st.position(), Position::Sequence(high))?;
-            self.apply(ctx, st, &schema, &ids, delta, window, LedgerStatus::Committed)
-                .instrument(tracing::info_span!("window", %window, ids = ids.len()))
-                .await?;
+            self.apply(
+                ctx,
+                st,
+                &schema,
+                &ids,
+                delta,
+                window,
+                LedgerStatus::Committed,
+            )
+            .instrument(tracing::info_span!("window", %window, ids = ids.len()))
+            .await?;
             self.deliver(ctx, st, &schema, window).await?;
             low = high;
         }
@@ -211,19 +308,46 @@ impl SequenceWindowStrategy {
             let schema = ctx.source.schema(&self.config.stream)?;
             let committed = seq_of(&st.position())?;
             if window.high > committed {
-                return Err(Error::invalid_input("replay window is beyond the committed position")
-                    .with_context("window", window)
-                    .with_context("committed", committed));
+                return Err(
+                    Error::invalid_input("replay window is beyond the committed position")
+                        .with_context("window", window)
+                        .with_context("committed", committed),
+                );
             }
             let ids = self.window_ids(ctx, window).await?;
             let delta = CheckpointDelta::stay(st.position());
-            self.apply(ctx, &mut st, &schema, &ids, delta, window, LedgerStatus::Replayed).await?;
+            self.apply(
+                ctx,
+                &mut st,
+                &schema,
+                &ids,
+                delta,
+                window,
+                LedgerStatus::Replayed,
+            )
+            .await?;
             if let Some(sink) = &ctx.sink {
-                let upserts = ctx.stager.read_target_keys(&self.config.stream, &ids).await?;
+                let upserts = ctx
+                    .stager
+                    .read_target_keys(&self.config.stream, &ids)
+                    .await?;
                 let present: BTreeSet<Key> = upserts.iter().map(|r| r.key(&schema)).collect();
-                let deletes = ids.iter().filter(|k| !present.contains(k)).cloned().collect();
-                let d = CheckpointDelta { from: Position::Sequence(window.low), to: Position::Sequence(window.high) };
-                let delivery = Delivery { sync: ctx.sync.clone(), schema, upserts, deletes, delta: d };
+                let deletes = ids
+                    .iter()
+                    .filter(|k| !present.contains(k))
+                    .cloned()
+                    .collect();
+                let d = CheckpointDelta {
+                    from: Position::Sequence(window.low),
+                    to: Position::Sequence(window.high),
+                };
+                let delivery = Delivery {
+                    sync: ctx.sync.clone(),
+                    schema,
+                    upserts,
+                    deletes,
+                    delta: d,
+                };
                 st.retrying(ctx, || sink.deliver(&delivery)).await?;
             }
             Ok(())
@@ -279,18 +403,26 @@ impl HistoryReport {
 /// delivered rows are ignored). Rows with non-sequence positions are an error.
 pub fn check_history(ledger: &[LedgerEntry]) -> Result<HistoryReport> {
     let mut windows = Vec::new();
-    for e in ledger.iter().filter(|e| e.status == LedgerStatus::Committed && e.strategy == StrategyKind::SequenceWindow) {
+    for e in ledger.iter().filter(|e| {
+        e.status == LedgerStatus::Committed && e.strategy == StrategyKind::SequenceWindow
+    }) {
         let w = Window::new(seq_of(&e.low)?, seq_of(&e.high)?)?;
         if !w.is_empty() {
             windows.push(w);
         }
     }
     windows.sort_by_key(|w| (w.low, w.high));
-    let mut report = HistoryReport { windows: windows.clone(), ..HistoryReport::default() };
+    let mut report = HistoryReport {
+        windows: windows.clone(),
+        ..HistoryReport::default()
+    };
     for pair in windows.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if b.low > a.high {
-            report.gaps.push(Window { low: a.high, high: b.low });
+            report.gaps.push(Window {
+                low: a.high,
+                high: b.low,
+            });
         } else if b.low < a.high {
             report.overlaps.push((a, b));
         }

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::checkpoint::{Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, LedgerStatus};
+use crate::checkpoint::{
+    Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, LedgerStatus,
+};
 use crate::fault::Faults;
 use crate::memory::MemoryStore;
 use crate::position::{CheckpointDelta, Position};
@@ -42,7 +44,12 @@ pub struct StoreHandles {
 impl StoreHandles {
     /// Handles of one store implementing every trait.
     pub fn of<S: Stager + Checkpoint + ChangeQueue>(store: Arc<S>, faults: Faults) -> Self {
-        StoreHandles { stager: store.clone(), checkpoints: store.clone(), queue: store, faults }
+        StoreHandles {
+            stager: store.clone(),
+            checkpoints: store.clone(),
+            queue: store,
+            faults,
+        }
     }
 }
 
@@ -98,17 +105,32 @@ pub fn item(id: &str, version: i64, updated: Option<i64>) -> Row {
 }
 
 /// A batch of rows advancing `(from, to]`.
-pub fn batch(schema: &Arc<StreamSchema>, rows: Vec<Row>, from: Position, to: Position) -> RecordBatch {
-    RecordBatch::new(schema.clone(), rows, CheckpointDelta { from, to }).expect("fixture batch is valid")
+pub fn batch(
+    schema: &Arc<StreamSchema>,
+    rows: Vec<Row>,
+    from: Position,
+    to: Position,
+) -> RecordBatch {
+    RecordBatch::new(schema.clone(), rows, CheckpointDelta { from, to })
+        .expect("fixture batch is valid")
 }
 
 /// A commit moving `sync` from `from` to `to` with a ledger row.
-pub fn commit(sync: &str, expected: Option<u64>, fence: FenceToken, from: Position, to: Position) -> CheckpointCommit {
+pub fn commit(
+    sync: &str,
+    expected: Option<u64>,
+    fence: FenceToken,
+    from: Position,
+    to: Position,
+) -> CheckpointCommit {
     CheckpointCommit {
         sync: sync.to_string(),
         expected_version: expected,
         fence,
-        delta: CheckpointDelta { from: from.clone(), to: to.clone() },
+        delta: CheckpointDelta {
+            from: from.clone(),
+            to: to.clone(),
+        },
         state: CheckpointState::at(to.clone()),
         ledger: Some(LedgerEntry {
             sync: sync.to_string(),

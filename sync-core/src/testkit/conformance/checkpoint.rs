@@ -23,7 +23,11 @@ pub async fn checkpoint_fences_increase(h: StoreHandles) {
 pub async fn checkpoint_first_commit_round_trips(h: StoreHandles) {
     let f = h.checkpoints.acquire_fence("s").await.unwrap();
     let mut c = commit("s", None, f, Position::Start, Position::Offset(10));
-    c.state = CheckpointState { position: Position::Offset(10), delivered: Some(Position::Offset(4)), extra: Default::default() };
+    c.state = CheckpointState {
+        position: Position::Offset(10),
+        delivered: Some(Position::Offset(4)),
+        extra: Default::default(),
+    };
     c.state.extra.insert("total".into(), 99.into());
     assert_eq!(h.checkpoints.commit(&c).await.unwrap(), 1);
     let stored = h.checkpoints.load("s").await.unwrap().unwrap();
@@ -34,11 +38,21 @@ pub async fn checkpoint_first_commit_round_trips(h: StoreHandles) {
 /// A commit with a stale expected version conflicts and changes nothing.
 pub async fn checkpoint_stale_version_conflicts(h: StoreHandles) {
     let f = h.checkpoints.acquire_fence("s").await.unwrap();
-    h.checkpoints.commit(&commit("s", None, f, Position::Start, Position::Offset(1))).await.unwrap();
-    let err = h.checkpoints.commit(&commit("s", None, f, Position::Start, Position::Offset(2))).await.unwrap_err();
+    h.checkpoints
+        .commit(&commit("s", None, f, Position::Start, Position::Offset(1)))
+        .await
+        .unwrap();
+    let err = h
+        .checkpoints
+        .commit(&commit("s", None, f, Position::Start, Position::Offset(2)))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     let stored = h.checkpoints.load("s").await.unwrap().unwrap();
-    assert_eq!((stored.version, stored.state.position), (1, Position::Offset(1)));
+    assert_eq!(
+        (stored.version, stored.state.position),
+        (1, Position::Offset(1))
+    );
     assert_eq!(h.checkpoints.ledger("s").await.unwrap().len(), 1);
 }
 
@@ -46,7 +60,17 @@ pub async fn checkpoint_stale_version_conflicts(h: StoreHandles) {
 pub async fn checkpoint_stale_fence_is_rejected(h: StoreHandles) {
     let old = h.checkpoints.acquire_fence("s").await.unwrap();
     let _new = h.checkpoints.acquire_fence("s").await.unwrap();
-    let err = h.checkpoints.commit(&commit("s", None, old, Position::Start, Position::Offset(1))).await.unwrap_err();
+    let err = h
+        .checkpoints
+        .commit(&commit(
+            "s",
+            None,
+            old,
+            Position::Start,
+            Position::Offset(1),
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Fenced);
     assert!(h.checkpoints.load("s").await.unwrap().is_none());
 }
@@ -54,24 +78,87 @@ pub async fn checkpoint_stale_fence_is_rejected(h: StoreHandles) {
 /// A delta that goes backwards, or does not continue from the stored position, is rejected.
 pub async fn checkpoint_bad_delta_is_rejected(h: StoreHandles) {
     let f = h.checkpoints.acquire_fence("s").await.unwrap();
-    h.checkpoints.commit(&commit("s", None, f, Position::Start, Position::Offset(5))).await.unwrap();
-    let back = h.checkpoints.commit(&commit("s", Some(1), f, Position::Offset(5), Position::Offset(4))).await.unwrap_err();
+    h.checkpoints
+        .commit(&commit("s", None, f, Position::Start, Position::Offset(5)))
+        .await
+        .unwrap();
+    let back = h
+        .checkpoints
+        .commit(&commit(
+            "s",
+            Some(1),
+            f,
+            Position::Offset(5),
+            Position::Offset(4),
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(back.kind(), ErrorKind::CheckpointDelta);
-    let gap = h.checkpoints.commit(&commit("s", Some(1), f, Position::Offset(6), Position::Offset(7))).await.unwrap_err();
+    let gap = h
+        .checkpoints
+        .commit(&commit(
+            "s",
+            Some(1),
+            f,
+            Position::Offset(6),
+            Position::Offset(7),
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(gap.kind(), ErrorKind::CheckpointDelta);
-    let kind = h.checkpoints.commit(&commit("s", Some(1), f, Position::Offset(5), Position::Page(7))).await.unwrap_err();
+    let kind = h
+        .checkpoints
+        .commit(&commit(
+            "s",
+            Some(1),
+            f,
+            Position::Offset(5),
+            Position::Page(7),
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(kind.kind(), ErrorKind::CheckpointDelta);
-    assert_eq!(h.checkpoints.load("s").await.unwrap().unwrap().state.position, Position::Offset(5));
+    assert_eq!(
+        h.checkpoints
+            .load("s")
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .position,
+        Position::Offset(5)
+    );
 }
 
 /// Ledger rows come back in commit order, with the commit's counts.
 pub async fn checkpoint_ledger_in_commit_order(h: StoreHandles) {
     let f = h.checkpoints.acquire_fence("s").await.unwrap();
-    h.checkpoints.commit(&commit("s", None, f, Position::Start, Position::Offset(3))).await.unwrap();
-    h.checkpoints.commit(&commit("s", Some(1), f, Position::Offset(3), Position::Offset(8))).await.unwrap();
+    h.checkpoints
+        .commit(&commit("s", None, f, Position::Start, Position::Offset(3)))
+        .await
+        .unwrap();
+    h.checkpoints
+        .commit(&commit(
+            "s",
+            Some(1),
+            f,
+            Position::Offset(3),
+            Position::Offset(8),
+        ))
+        .await
+        .unwrap();
     let ledger = h.checkpoints.ledger("s").await.unwrap();
-    let windows: Vec<_> = ledger.iter().map(|e| (e.low.clone(), e.high.clone())).collect();
-    assert_eq!(windows, vec![(Position::Start, Position::Offset(3)), (Position::Offset(3), Position::Offset(8))]);
+    let windows: Vec<_> = ledger
+        .iter()
+        .map(|e| (e.low.clone(), e.high.clone()))
+        .collect();
+    assert_eq!(
+        windows,
+        vec![
+            (Position::Start, Position::Offset(3)),
+            (Position::Offset(3), Position::Offset(8))
+        ]
+    );
     assert!(h.checkpoints.ledger("other").await.unwrap().is_empty());
 }
 
@@ -97,11 +184,26 @@ pub async fn checkpoint_sync_log_newest_first_limit(h: StoreHandles) {
 /// `reset` removes the checkpoint (fenced) and keeps the ledger.
 pub async fn checkpoint_reset_keeps_ledger(h: StoreHandles) {
     let f = h.checkpoints.acquire_fence("s").await.unwrap();
-    h.checkpoints.commit(&commit("s", None, f, Position::Start, Position::Offset(3))).await.unwrap();
+    h.checkpoints
+        .commit(&commit("s", None, f, Position::Start, Position::Offset(3)))
+        .await
+        .unwrap();
     let newer = h.checkpoints.acquire_fence("s").await.unwrap();
-    assert_eq!(h.checkpoints.reset("s", f).await.unwrap_err().kind(), ErrorKind::Fenced);
+    assert_eq!(
+        h.checkpoints.reset("s", f).await.unwrap_err().kind(),
+        ErrorKind::Fenced
+    );
     h.checkpoints.reset("s", newer).await.unwrap();
     assert!(h.checkpoints.load("s").await.unwrap().is_none());
     assert_eq!(h.checkpoints.ledger("s").await.unwrap().len(), 1);
-    h.checkpoints.commit(&commit("s", None, newer, Position::Start, Position::Offset(1))).await.unwrap();
+    h.checkpoints
+        .commit(&commit(
+            "s",
+            None,
+            newer,
+            Position::Start,
+            Position::Offset(1),
+        ))
+        .await
+        .unwrap();
 }

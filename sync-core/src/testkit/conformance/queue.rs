@@ -15,23 +15,39 @@ pub async fn queue_append_increases(h: StoreHandles) {
 
 /// `read_window` returns exactly the entries with `low < seq <= high`, ordered.
 pub async fn queue_read_window_is_half_open(h: StoreHandles) {
-    let seqs = h.queue.append("q", &[key("a"), key("b"), key("c"), key("d")]).await.unwrap();
+    let seqs = h
+        .queue
+        .append("q", &[key("a"), key("b"), key("c"), key("d")])
+        .await
+        .unwrap();
     let w = Window::new(seqs[0], seqs[2]).unwrap();
     let entries = h.queue.read_window("q", w).await.unwrap();
     let got: Vec<_> = entries.iter().map(|e| (e.seq, e.entity.clone())).collect();
     assert_eq!(got, vec![(seqs[1], key("b")), (seqs[2], key("c"))]);
-    assert!(h.queue.read_window("q", Window::new(seqs[3], seqs[3]).unwrap()).await.unwrap().is_empty());
+    assert!(h
+        .queue
+        .read_window("q", Window::new(seqs[3], seqs[3]).unwrap())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// The safe high-water mark covers every committed append and never decreases.
 pub async fn queue_high_water_mark_covers_appends(h: StoreHandles) {
-    assert_eq!(h.queue.safe_high_water_mark("q").await.unwrap(), SequenceNo(0));
+    assert_eq!(
+        h.queue.safe_high_water_mark("q").await.unwrap(),
+        SequenceNo(0)
+    );
     let seqs = h.queue.append("q", &[key("a"), key("b")]).await.unwrap();
     let first = h.queue.safe_high_water_mark("q").await.unwrap();
     assert!(first >= seqs[1]);
     let more = h.queue.append("q", &[key("c")]).await.unwrap();
     let second = h.queue.safe_high_water_mark("q").await.unwrap();
     assert!(second >= more[0] && second >= first);
-    let all = h.queue.read_window("q", Window::new(SequenceNo(0), second).unwrap()).await.unwrap();
+    let all = h
+        .queue
+        .read_window("q", Window::new(SequenceNo(0), second).unwrap())
+        .await
+        .unwrap();
     assert_eq!(all.len(), 3);
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{assert_unique_keys, attempt, block_on, context, position, run_kind, Monotone, RunKind};
+use super::{
+    assert_unique_keys, attempt, block_on, context, position, run_kind, Monotone, RunKind,
+};
 use crate::fault::FaultPoint;
 use crate::memory::{MemoryPaging, MemorySource};
 use crate::strategy::{FullConfig, FullStrategy};
@@ -33,8 +35,13 @@ pub enum FullOp {
     },
 }
 
-const POINTS: &[FaultPoint] =
-    &[FaultPoint::AfterStage, FaultPoint::BeforePromote, FaultPoint::DuringCommit, FaultPoint::AfterCommit, FaultPoint::MidPage];
+const POINTS: &[FaultPoint] = &[
+    FaultPoint::AfterStage,
+    FaultPoint::BeforePromote,
+    FaultPoint::DuringCommit,
+    FaultPoint::AfterCommit,
+    FaultPoint::MidPage,
+];
 
 /// Random operation sequences.
 pub fn ops() -> impl Strategy<Value = Vec<FullOp>> {
@@ -56,7 +63,9 @@ where
         let h = make().await;
         let schema = keyed_schema("full_items");
         let source = Arc::new(
-            MemorySource::new((*schema).clone()).with_paging(MemoryPaging::Token).with_faults(h.faults.clone()),
+            MemorySource::new((*schema).clone())
+                .with_paging(MemoryPaging::Token)
+                .with_faults(h.faults.clone()),
         );
         let ctx = context("model/full", source.clone(), &h);
         let mut versions: BTreeMap<u8, i64> = BTreeMap::new();
@@ -74,13 +83,21 @@ where
                     dirty |= fill_open;
                 }
                 FullOp::Run { kind, page_size } => {
-                    let strategy = FullStrategy::new(FullConfig { page_size, ..FullConfig::new("full_items") }).unwrap();
+                    let strategy = FullStrategy::new(FullConfig {
+                        page_size,
+                        ..FullConfig::new("full_items")
+                    })
+                    .unwrap();
                     let report = attempt(&strategy, &ctx, &h.faults, &kind).await;
                     let target = h.stager.read_target("full_items").await.unwrap();
                     assert_unique_keys(&schema, &target);
                     if report.is_some_and(|r| r.complete) {
                         if !dirty {
-                            assert_eq!(target, source.rows("full_items"), "target differs from source after a full run");
+                            assert_eq!(
+                                target,
+                                source.rows("full_items"),
+                                "target differs from source after a full run"
+                            );
                         }
                         (fill_open, dirty) = (false, false);
                     } else {
@@ -92,9 +109,14 @@ where
         }
         let strategy = FullStrategy::new(FullConfig::new("full_items")).unwrap();
         for _ in 0..2 {
-            let report = attempt(&strategy, &ctx, &h.faults, &RunKind::Clean).await.expect("clean run");
+            let report = attempt(&strategy, &ctx, &h.faults, &RunKind::Clean)
+                .await
+                .expect("clean run");
             assert!(report.complete);
         }
-        assert_eq!(h.stager.read_target("full_items").await.unwrap(), source.rows("full_items"));
+        assert_eq!(
+            h.stager.read_target("full_items").await.unwrap(),
+            source.rows("full_items")
+        );
     });
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{assert_unique_keys, attempt, block_on, context, position, run_kind, Monotone, RunKind};
+use super::{
+    assert_unique_keys, attempt, block_on, context, position, run_kind, Monotone, RunKind,
+};
 use crate::fault::FaultPoint;
 use crate::memory::MemorySource;
 use crate::position::Position;
@@ -66,8 +68,13 @@ pub struct IncrementalCase {
     pub ops: Vec<IncrementalOp>,
 }
 
-const POINTS: &[FaultPoint] =
-    &[FaultPoint::AfterStage, FaultPoint::BeforePromote, FaultPoint::DuringCommit, FaultPoint::AfterCommit, FaultPoint::MidPage];
+const POINTS: &[FaultPoint] = &[
+    FaultPoint::AfterStage,
+    FaultPoint::BeforePromote,
+    FaultPoint::DuringCommit,
+    FaultPoint::AfterCommit,
+    FaultPoint::MidPage,
+];
 
 /// Random cases.
 pub fn ops() -> impl Strategy<Value = IncrementalCase> {
@@ -77,8 +84,18 @@ pub fn ops() -> impl Strategy<Value = IncrementalCase> {
         1 => (0i64..4).prop_map(IncrementalOp::Tick),
         3 => (run_kind(POINTS), 1u32..4).prop_map(|(kind, page_size)| IncrementalOp::Run { kind, page_size }),
     ];
-    (1i64..4, prop_oneof![Just(0i64), Just(2i64)], any::<bool>(), proptest::collection::vec(op, 1..40))
-        .prop_map(|(settle_lag, lookback, keyset, ops)| IncrementalCase { settle_lag, lookback, keyset, ops })
+    (
+        1i64..4,
+        prop_oneof![Just(0i64), Just(2i64)],
+        any::<bool>(),
+        proptest::collection::vec(op, 1..40),
+    )
+        .prop_map(|(settle_lag, lookback, keyset, ops)| IncrementalCase {
+            settle_lag,
+            lookback,
+            keyset,
+            ops,
+        })
 }
 
 /// Runs one case against a fresh store from `make`.
@@ -91,7 +108,10 @@ where
         let h = make().await;
         let schema = items_schema("inc_items");
         let base = MemorySource::new((*schema).clone());
-        let caps = SourceCapabilities { keyset: case.keyset, ..crate::Source::capabilities(&base) };
+        let caps = SourceCapabilities {
+            keyset: case.keyset,
+            ..crate::Source::capabilities(&base)
+        };
         let source = Arc::new(base.with_capabilities(caps).with_faults(h.faults.clone()));
         let ctx = context("model/incremental", source.clone(), &h);
         let config = |page_size| IncrementalConfig {
@@ -122,7 +142,15 @@ where
                 IncrementalOp::Run { kind, page_size } => {
                     let strategy = IncrementalStrategy::new(config(page_size)).unwrap();
                     let report = attempt(&strategy, &ctx, &h.faults, &kind).await;
-                    verify(&h, &source, &mut mono, report.is_some_and(|r| r.complete).then_some(now - case.settle_lag)).await;
+                    verify(
+                        &h,
+                        &source,
+                        &mut mono,
+                        report
+                            .is_some_and(|r| r.complete)
+                            .then_some(now - case.settle_lag),
+                    )
+                    .await;
                 }
             }
             source.set_high_watermark("inc_items", Some(vec![Value::from(now)]));
@@ -130,13 +158,23 @@ where
         now += case.settle_lag;
         source.set_high_watermark("inc_items", Some(vec![Value::from(now)]));
         let strategy = IncrementalStrategy::new(config(3)).unwrap();
-        let report = attempt(&strategy, &ctx, &h.faults, &RunKind::Clean).await.expect("clean run");
+        let report = attempt(&strategy, &ctx, &h.faults, &RunKind::Clean)
+            .await
+            .expect("clean run");
         assert!(report.complete);
-        assert_eq!(h.stager.read_target("inc_items").await.unwrap(), source.rows("inc_items"));
+        assert_eq!(
+            h.stager.read_target("inc_items").await.unwrap(),
+            source.rows("inc_items")
+        );
     });
 }
 
-async fn verify(h: &StoreHandles, source: &MemorySource, mono: &mut Monotone, complete_upper: Option<i64>) {
+async fn verify(
+    h: &StoreHandles,
+    source: &MemorySource,
+    mono: &mut Monotone,
+    complete_upper: Option<i64>,
+) {
     let schema = items_schema("inc_items");
     let raw = h.stager.read_target("inc_items").await.unwrap();
     assert_unique_keys(&schema, &raw);
@@ -147,19 +185,32 @@ async fn verify(h: &StoreHandles, source: &MemorySource, mono: &mut Monotone, co
     if let Some(Position::CursorKey(cp)) = &pos {
         for r in &rows {
             if r.cursor_key(&schema).compare(cp).is_some_and(|o| o.is_le()) {
-                assert_eq!(target.get(&r.key(&schema)), Some(r), "checkpoint {cp:?} is ahead of promoted data");
+                assert_eq!(
+                    target.get(&r.key(&schema)),
+                    Some(r),
+                    "checkpoint {cp:?} is ahead of promoted data"
+                );
             }
         }
     }
     let source_by_key: BTreeMap<_, _> = rows.iter().map(|r| (r.key(&schema), r)).collect();
     for (k, t) in &target {
-        let s = source_by_key.get(k).expect("target holds a key the source never had");
-        assert!(t.get(1).as_i64() <= s.get(1).as_i64(), "target is newer than the source");
+        let s = source_by_key
+            .get(k)
+            .expect("target holds a key the source never had");
+        assert!(
+            t.get(1).as_i64() <= s.get(1).as_i64(),
+            "target is newer than the source"
+        );
     }
     if let Some(upper) = complete_upper {
         for r in &rows {
             if r.get(2).as_i64().is_some_and(|c| c <= upper) {
-                assert_eq!(target.get(&r.key(&schema)), Some(r), "a settled record is missing after a complete run");
+                assert_eq!(
+                    target.get(&r.key(&schema)),
+                    Some(r),
+                    "a settled record is missing after a complete run"
+                );
             }
         }
     }

@@ -30,7 +30,11 @@ use crate::testkit::StoreHandles;
 
 /// Runs a future on a fresh current-thread runtime (proptest bodies are synchronous).
 pub fn block_on<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_time().build().expect("test runtime").block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("test runtime")
+        .block_on(f)
 }
 
 /// How a run is attempted.
@@ -50,7 +54,9 @@ pub enum RunKind {
 }
 
 /// Crash points a strategy run can hit.
-pub fn run_kind(points: &'static [FaultPoint]) -> impl proptest::strategy::Strategy<Value = RunKind> {
+pub fn run_kind(
+    points: &'static [FaultPoint],
+) -> impl proptest::strategy::Strategy<Value = RunKind> {
     prop_oneof![
         3 => Just(RunKind::Clean),
         4 => (proptest::sample::select(points), 0u32..3).prop_map(|(point, skip)| RunKind::Crash { point, skip }),
@@ -60,12 +66,22 @@ pub fn run_kind(points: &'static [FaultPoint]) -> impl proptest::strategy::Strat
 
 /// Runs `strategy` once as `kind` says; disarms faults afterwards. Injected faults come back
 /// as `Err`; anything else unexpected panics.
-pub async fn attempt(strategy: &dyn SyncStrategy, ctx: &SyncContext, faults: &Faults, kind: &RunKind) -> Option<RunReport> {
+pub async fn attempt(
+    strategy: &dyn SyncStrategy,
+    ctx: &SyncContext,
+    faults: &Faults,
+    kind: &RunKind,
+) -> Option<RunReport> {
     let mut ctx = ctx.clone();
     match kind {
         RunKind::Clean => {}
         RunKind::Crash { point, skip } => faults.arm_after(*point, FaultAction::Error, *skip),
-        RunKind::Limited(pages) => ctx.limits = RunLimits { max_pages: Some(*pages), max_errors: None },
+        RunKind::Limited(pages) => {
+            ctx.limits = RunLimits {
+                max_pages: Some(*pages),
+                max_errors: None,
+            }
+        }
     }
     let result: Result<RunReport> = strategy.run(&ctx).await;
     faults.clear();
@@ -102,7 +118,10 @@ impl Monotone {
     /// Records `now`; panics if it is before the last position seen.
     pub fn observe(&mut self, now: Option<&Position>) {
         if let (Some(last), Some(now)) = (&self.last, now) {
-            let ok = matches!(last.compare(now), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal));
+            let ok = matches!(
+                last.compare(now),
+                Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+            );
             assert!(ok, "checkpoint moved backwards from {last} to {now}");
         }
         if let Some(now) = now {
@@ -118,5 +137,9 @@ impl Monotone {
 
 /// The stored checkpoint position of `sync`.
 pub async fn position(h: &StoreHandles, sync: &str) -> Option<Position> {
-    h.checkpoints.load(sync).await.expect("checkpoint loads").map(|s| s.state.position)
+    h.checkpoints
+        .load(sync)
+        .await
+        .expect("checkpoint loads")
+        .map(|s| s.state.position)
 }

@@ -30,8 +30,13 @@ pub enum OffsetOp {
     Run(RunKind),
 }
 
-const POINTS: &[FaultPoint] =
-    &[FaultPoint::AfterStage, FaultPoint::BeforePromote, FaultPoint::DuringCommit, FaultPoint::AfterCommit, FaultPoint::MidPage];
+const POINTS: &[FaultPoint] = &[
+    FaultPoint::AfterStage,
+    FaultPoint::BeforePromote,
+    FaultPoint::DuringCommit,
+    FaultPoint::AfterCommit,
+    FaultPoint::MidPage,
+];
 
 /// Random (page size, silent server limit, operations).
 pub fn ops() -> impl Strategy<Value = (u32, Option<u32>, Vec<OffsetOp>)> {
@@ -40,7 +45,11 @@ pub fn ops() -> impl Strategy<Value = (u32, Option<u32>, Vec<OffsetOp>)> {
         1 => (0u8..16).prop_map(OffsetOp::SoftDelete),
         3 => run_kind(POINTS).prop_map(OffsetOp::Run),
     ];
-    (1u32..5, proptest::option::of(1u32..3), proptest::collection::vec(op, 1..40))
+    (
+        1u32..5,
+        proptest::option::of(1u32..3),
+        proptest::collection::vec(op, 1..40),
+    )
 }
 
 /// Runs one case against a fresh store from `make`.
@@ -59,8 +68,12 @@ where
         }
         let source = Arc::new(source);
         let ctx = context("model/offset", source.clone(), &h);
-        let strategy =
-            OffsetStrategy::new(OffsetConfig { page_size, drift: DriftPolicy::Restart, ..OffsetConfig::new("offset_items") }).unwrap();
+        let strategy = OffsetStrategy::new(OffsetConfig {
+            page_size,
+            drift: DriftPolicy::Restart,
+            ..OffsetConfig::new("offset_items")
+        })
+        .unwrap();
         let mut versions: BTreeMap<u8, i64> = BTreeMap::new();
         for op in ops {
             match op {
@@ -81,19 +94,34 @@ where
                     assert_unique_keys(&schema, &target);
                     if report.is_some_and(|r| r.complete) {
                         let src = source.rows("offset_items");
-                        assert_eq!(ids(&target), ids(&src), "a completed offset scan skipped or invented a record");
+                        assert_eq!(
+                            ids(&target),
+                            ids(&src),
+                            "a completed offset scan skipped or invented a record"
+                        );
                         for (t, s) in target.iter().zip(&src) {
-                            assert!(t.get(1).as_i64() <= s.get(1).as_i64(), "target is newer than the source");
+                            assert!(
+                                t.get(1).as_i64() <= s.get(1).as_i64(),
+                                "target is newer than the source"
+                            );
                         }
                     }
                     let status = strategy.status(&ctx).await.unwrap();
-                    assert!(status.offset <= source.rows("offset_items").len() as u64, "offset is ahead of the source");
+                    assert!(
+                        status.offset <= source.rows("offset_items").len() as u64,
+                        "offset is ahead of the source"
+                    );
                 }
             }
         }
         strategy.reset(&ctx).await.unwrap();
-        let report = attempt(&strategy, &ctx, &h.faults, &RunKind::Clean).await.expect("clean run");
+        let report = attempt(&strategy, &ctx, &h.faults, &RunKind::Clean)
+            .await
+            .expect("clean run");
         assert!(report.complete);
-        assert_eq!(h.stager.read_target("offset_items").await.unwrap(), source.rows("offset_items"));
+        assert_eq!(
+            h.stager.read_target("offset_items").await.unwrap(),
+            source.rows("offset_items")
+        );
     });
 }

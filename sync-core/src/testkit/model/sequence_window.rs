@@ -92,7 +92,8 @@ impl Harness {
         } else {
             let v = self.versions.entry(k).or_insert(0);
             *v += 1;
-            self.source.upsert(item(&format!("k{k:02}"), *v, None).values().to_vec());
+            self.source
+                .upsert(item(&format!("k{k:02}"), *v, None).values().to_vec());
         }
     }
 
@@ -111,34 +112,63 @@ pub fn check(ops: Vec<SequenceOp>) {
         let schema = keyed_schema("seq_items");
         let source = Arc::new(MemorySource::new((*schema).clone()).with_faults(faults.clone()));
         let ctx = context("model/sequence", source.clone(), &h).with_sink(store.clone());
-        let mut hx = Harness { store: store.clone(), source, versions: BTreeMap::new(), latest: BTreeMap::new() };
+        let mut hx = Harness {
+            store: store.clone(),
+            source,
+            versions: BTreeMap::new(),
+            latest: BTreeMap::new(),
+        };
         let mut pending: Vec<(SequenceNo, u8, bool)> = Vec::new();
         let mut mono = Monotone::default();
         for op in ops {
             match op {
                 SequenceOp::Change { k, delete } => {
                     hx.mutate(k, delete);
-                    let seq = store.append("q", &[key(&format!("k{k:02}"))]).await.unwrap()[0];
+                    let seq = store
+                        .append("q", &[key(&format!("k{k:02}"))])
+                        .await
+                        .unwrap()[0];
                     hx.entry(k, seq);
                 }
-                SequenceOp::Reserve { k, delete } => pending.push((store.reserve("q", 1)[0], k, delete)),
+                SequenceOp::Reserve { k, delete } => {
+                    pending.push((store.reserve("q", 1)[0], k, delete))
+                }
                 SequenceOp::CommitReserved(i) if !pending.is_empty() => {
                     let (seq, k, delete) = pending.remove(i % pending.len());
                     hx.mutate(k, delete);
-                    store.commit_reserved("q", seq, key(&format!("k{k:02}"))).unwrap();
+                    store
+                        .commit_reserved("q", seq, key(&format!("k{k:02}")))
+                        .unwrap();
                     hx.entry(k, seq);
                 }
                 SequenceOp::CommitReserved(_) => {}
                 SequenceOp::Run { kind, max_entries } => {
-                    let cfg = SequenceWindowConfig { max_window_entries: max_entries, ..SequenceWindowConfig::new("seq_items", "q") };
-                    attempt(&SequenceWindowStrategy::new(cfg).unwrap(), &ctx, &faults, &kind).await;
+                    let cfg = SequenceWindowConfig {
+                        max_window_entries: max_entries,
+                        ..SequenceWindowConfig::new("seq_items", "q")
+                    };
+                    attempt(
+                        &SequenceWindowStrategy::new(cfg).unwrap(),
+                        &ctx,
+                        &faults,
+                        &kind,
+                    )
+                    .await;
                 }
                 SequenceOp::Replay(i) => {
-                    let history = check_history(&store.ledger("model/sequence").await.unwrap()).unwrap();
+                    let history =
+                        check_history(&store.ledger("model/sequence").await.unwrap()).unwrap();
                     if !history.windows.is_empty() {
                         let window = history.windows[i % history.windows.len()];
-                        let strategy = SequenceWindowStrategy::new(SequenceWindowConfig::new("seq_items", "q")).unwrap();
-                        strategy.replay(&ctx, window).await.expect("replay of a committed window");
+                        let strategy = SequenceWindowStrategy::new(SequenceWindowConfig::new(
+                            "seq_items",
+                            "q",
+                        ))
+                        .unwrap();
+                        strategy
+                            .replay(&ctx, window)
+                            .await
+                            .expect("replay of a committed window");
                     }
                 }
             }
@@ -146,10 +176,15 @@ pub fn check(ops: Vec<SequenceOp>) {
         }
         for (seq, k, delete) in pending.drain(..) {
             hx.mutate(k, delete);
-            store.commit_reserved("q", seq, key(&format!("k{k:02}"))).unwrap();
+            store
+                .commit_reserved("q", seq, key(&format!("k{k:02}")))
+                .unwrap();
         }
-        let strategy = SequenceWindowStrategy::new(SequenceWindowConfig::new("seq_items", "q")).unwrap();
-        let report = attempt(&strategy, &ctx, &faults, &RunKind::Clean).await.expect("clean run");
+        let strategy =
+            SequenceWindowStrategy::new(SequenceWindowConfig::new("seq_items", "q")).unwrap();
+        let report = attempt(&strategy, &ctx, &faults, &RunKind::Clean)
+            .await
+            .expect("clean run");
         assert!(report.complete);
         let expected = hx.source.rows("seq_items");
         assert_eq!(store.target_rows("seq_items"), expected);
@@ -167,23 +202,43 @@ async fn verify(hx: &Harness, mono: &mut Monotone) {
     let promoted = seq(stored.as_ref().map(|s| &s.state.position));
     let delivered = seq(stored.as_ref().and_then(|s| s.state.delivered.as_ref()));
     mono.observe(stored.as_ref().map(|s| &s.state.position));
-    assert!(delivered <= promoted, "delivered {delivered} passed promoted {promoted}");
-    let by_key = |rows: Vec<crate::Row>| -> BTreeMap<Key, crate::Row> { rows.into_iter().map(|r| (r.key(&schema), r)).collect() };
+    assert!(
+        delivered <= promoted,
+        "delivered {delivered} passed promoted {promoted}"
+    );
+    let by_key = |rows: Vec<crate::Row>| -> BTreeMap<Key, crate::Row> {
+        rows.into_iter().map(|r| (r.key(&schema), r)).collect()
+    };
     let source = by_key(hx.source.rows("seq_items"));
     let target = by_key(hx.store.read_target("seq_items").await.unwrap());
     let sink = by_key(hx.store.destination_rows("seq_items"));
     for (k, latest) in &hx.latest {
         let id = key(&format!("k{k:02}"));
         if *latest <= promoted {
-            assert_eq!(target.get(&id), source.get(&id), "promoted window missed the latest state of {id}");
+            assert_eq!(
+                target.get(&id),
+                source.get(&id),
+                "promoted window missed the latest state of {id}"
+            );
         }
         if *latest <= delivered {
-            assert_eq!(sink.get(&id), source.get(&id), "delivered window missed the latest state of {id}");
+            assert_eq!(
+                sink.get(&id),
+                source.get(&id),
+                "delivered window missed the latest state of {id}"
+            );
         }
     }
     let history = check_history(&hx.store.ledger("model/sequence").await.unwrap()).unwrap();
-    assert!(history.is_contiguous(), "history has gaps or overlaps: {history:?}");
+    assert!(
+        history.is_contiguous(),
+        "history has gaps or overlaps: {history:?}"
+    );
     if let (Some(first), Some(last)) = (history.windows.first(), history.windows.last()) {
-        assert_eq!((first.low, last.high), (SequenceNo(0), promoted), "history does not cover (0, position]");
+        assert_eq!(
+            (first.low, last.high),
+            (SequenceNo(0), promoted),
+            "history does not cover (0, position]"
+        );
     }
 }

@@ -1,0 +1,139 @@
+//! Behaviour of the full strategy.
+
+mod common;
+
+use common::{put, setup};
+use sync_core::testkit::{ids, keyed_schema};
+use sync_core::{
+    Checkpoint, ColumnType, FaultAction, FaultPoint, FullConfig, FullStrategy, LedgerStatus,
+    PageSelector, Strategy, StreamSchema, Value,
+};
+
+#[tokio::test]
+async fn full_replaces_the_table_and_deletes_missing_rows() {
+    let schema = keyed_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    for id in ["a", "b", "c"] {
+        put(&source, id, 1, None);
+    }
+    let full = FullStrategy::new(FullConfig {
+        page_size: 2,
+        ..FullConfig::new("t")
+    })
+    .unwrap();
+    let report = full.run(&ctx).await.unwrap();
+    assert_eq!(
+        (
+            report.pages,
+            report.rows_read,
+            report.rows_written,
+            report.windows
+        ),
+        (2, 3, 3, 1)
+    );
+    source.delete(&sync_core::Key::text("b"));
+    put(&source, "d", 1, None);
+    full.run(&ctx).await.unwrap();
+    assert_eq!(ids(&store.target_rows("t")), ["a", "c", "d"]);
+    let ledger = store.ledger("test/sync").await.unwrap();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[1].status, LedgerStatus::Committed);
+    assert_eq!(ledger[1].low, ledger[0].high, "ledger windows chain");
+}
+
+#[tokio::test]
+async fn full_resumes_the_fill_after_a_crash_without_refetching_staged_pages() {
+    let schema = keyed_schema("t");
+    let (source, store, ctx, faults) = setup(&schema);
+    for i in 0..6 {
+        put(&source, &format!("k{i}"), 1, None);
+    }
+    let full = FullStrategy::new(FullConfig {
+        page_size: 2,
+        ..FullConfig::new("t")
+    })
+    .unwrap();
+    faults.arm_after(FaultPoint::MidPage, FaultAction::Error, 2);
+    let err = full.run(&ctx).await.unwrap_err();
+    assert_eq!(err.kind(), sync_core::ErrorKind::InjectedFault);
+    assert!(
+        store.target_rows("t").is_empty(),
+        "nothing is promoted before the fill completes"
+    );
+    assert!(
+        store.load("test/sync").await.unwrap().is_none(),
+        "no checkpoint before promotion"
+    );
+    let report = full.run(&ctx).await.unwrap();
+    assert_eq!(
+        report.pages, 1,
+        "only the page after the two staged ones is fetched"
+    );
+    assert_eq!(
+        source.requests().last().unwrap().selector,
+        PageSelector::Offset(4)
+    );
+    assert_eq!(store.target_rows("t").len(), 6);
+}
+
+#[tokio::test]
+async fn full_window_of_last_days_deletes_only_inside_the_window() {
+    let schema = StreamSchema::builder("w")
+        .with_column(sync_core::Column::required("id", ColumnType::Text))
+        .with_column(sync_core::Column::required(
+            "modified",
+            ColumnType::Timestamp,
+        ))
+        .with_primary_key(["id"])
+        .with_cursor(["modified"])
+        .build()
+        .unwrap();
+    let (source, store, ctx, _) = setup(&schema);
+    let now = chrono::Utc::now();
+    let old = Value::Timestamp(now - chrono::Duration::days(90));
+    let recent = Value::Timestamp(now - chrono::Duration::days(3));
+    source.upsert(vec![Value::from("old"), old]);
+    source.upsert(vec![Value::from("recent"), recent.clone()]);
+    source.upsert(vec![Value::from("gone"), recent]);
+    FullStrategy::new(FullConfig::new("w"))
+        .unwrap()
+        .run(&ctx)
+        .await
+        .unwrap();
+    assert_eq!(ids(&store.target_rows("w")), ["gone", "old", "recent"]);
+    source.delete(&sync_core::Key::text("gone"));
+    source.delete(&sync_core::Key::text("old"));
+    let windowed = FullStrategy::new(FullConfig {
+        window_days: Some(30),
+        ..FullConfig::new("w")
+    })
+    .unwrap();
+    windowed.run(&ctx).await.unwrap();
+    assert_eq!(
+        ids(&store.target_rows("w")),
+        ["old", "recent"],
+        "rows older than the window are out of scope"
+    );
+    let req = source.requests().last().unwrap().clone();
+    let since = req.since.expect("the window is sent as a lower bound");
+    assert!(
+        matches!(since[0], Value::Timestamp(t) if ((t - now).num_minutes() + 31 * 24 * 60).abs() <= 1),
+        "the window starts 30 days plus one day ago"
+    );
+}
+
+#[tokio::test]
+async fn full_window_needs_a_timestamp_cursor() {
+    let schema = keyed_schema("t");
+    let (_, store, ctx, _) = setup(&schema);
+    let err = FullStrategy::new(FullConfig {
+        window_days: Some(30),
+        ..FullConfig::new("t")
+    })
+    .unwrap()
+    .run(&ctx)
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), sync_core::ErrorKind::Config);
+    assert!(store.load("test/sync").await.unwrap().is_none());
+}

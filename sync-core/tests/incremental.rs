@@ -1,0 +1,225 @@
+//! Behaviour of the incremental strategy.
+
+mod common;
+
+use common::{hwm, put, setup};
+use sync_core::testkit::{ids, items_schema};
+use sync_core::{
+    Checkpoint, CursorKey, ErrorKind, IncrementalConfig, IncrementalStrategy, Key, Position,
+    Stager, Strategy, Value,
+};
+
+fn strategy(page_size: u32) -> IncrementalStrategy {
+    IncrementalStrategy::new(IncrementalConfig {
+        page_size,
+        ..IncrementalConfig::new("t")
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn ties_at_the_cursor_across_page_boundaries_are_neither_lost_nor_duplicated() {
+    let schema = items_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    for id in ["a", "b", "c", "d", "e"] {
+        put(&source, id, 1, Some(10));
+    }
+    hwm(&source, "t", 10);
+    let report = strategy(2).run(&ctx).await.unwrap();
+    assert_eq!(report.rows_written, 5);
+    let cp = store
+        .load("test/sync")
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .position;
+    assert_eq!(
+        cp,
+        Position::CursorKey(CursorKey {
+            cursor: vec![Value::from(10)],
+            key: Some(Key::text("e"))
+        })
+    );
+    put(&source, "f", 1, Some(10));
+    let again = strategy(2).run(&ctx).await.unwrap();
+    assert_eq!(
+        (again.rows_written, again.rows_read),
+        (1, 6),
+        "ties at the boundary are re-read and skipped, the new one kept"
+    );
+    assert_eq!(ids(&store.target_rows("t")), ["a", "b", "c", "d", "e", "f"]);
+}
+
+#[tokio::test]
+async fn checkpoint_state_stays_constant_in_size() {
+    let schema = items_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    put(&source, "a", 1, Some(1));
+    hwm(&source, "t", 1);
+    strategy(100).run(&ctx).await.unwrap();
+    let small = store.checkpoint_text("test/sync").unwrap().len();
+    for i in 0..500 {
+        put(&source, &format!("k{i:04}"), 1, Some(2));
+    }
+    hwm(&source, "t", 2);
+    strategy(100).run(&ctx).await.unwrap();
+    let big = store.checkpoint_text("test/sync").unwrap().len();
+    assert!(
+        big <= small + 8,
+        "checkpoint grew from {small} to {big} bytes"
+    );
+}
+
+#[tokio::test]
+async fn settle_lag_pins_the_upper_bound_and_late_records_are_read_next_run() {
+    let schema = items_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    put(&source, "a", 1, Some(5));
+    put(&source, "late", 1, Some(9));
+    hwm(&source, "t", 10);
+    let lagged = IncrementalStrategy::new(IncrementalConfig {
+        settle_lag: 2,
+        ..IncrementalConfig::new("t")
+    })
+    .unwrap();
+    lagged.run(&ctx).await.unwrap();
+    assert_eq!(
+        ids(&store.target_rows("t")),
+        ["a"],
+        "a record newer than now - lag waits"
+    );
+    assert_eq!(source.requests()[0].until, Some(vec![Value::from(8)]));
+    hwm(&source, "t", 12);
+    lagged.run(&ctx).await.unwrap();
+    assert_eq!(ids(&store.target_rows("t")), ["a", "late"]);
+}
+
+#[tokio::test]
+async fn records_past_the_pinned_upper_bound_during_a_run_wait_for_the_next_run() {
+    let schema = items_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    put(&source, "a", 1, Some(1));
+    put(&source, "b", 1, Some(2));
+    hwm(&source, "t", 5);
+    source.mutate_after_page(
+        1,
+        Box::new(|d| {
+            d.upsert(
+                "t",
+                sync_core::testkit::item("new", 1, Some(7))
+                    .values()
+                    .to_vec(),
+            )
+        }),
+    );
+    strategy(1).run(&ctx).await.unwrap();
+    assert_eq!(ids(&store.target_rows("t")), ["a", "b"]);
+    hwm(&source, "t", 7);
+    strategy(1).run(&ctx).await.unwrap();
+    assert_eq!(ids(&store.target_rows("t")), ["a", "b", "new"]);
+}
+
+#[tokio::test]
+async fn lookback_rereads_without_moving_the_checkpoint_back() {
+    let schema = items_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    put(&source, "a", 1, Some(10));
+    hwm(&source, "t", 10);
+    let lb = IncrementalStrategy::new(IncrementalConfig {
+        lookback: 5,
+        ..IncrementalConfig::new("t")
+    })
+    .unwrap();
+    lb.run(&ctx).await.unwrap();
+    let before = store
+        .load("test/sync")
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .position;
+    put(&source, "old", 1, Some(7));
+    lb.run(&ctx).await.unwrap();
+    assert_eq!(
+        source.requests().last().unwrap().since,
+        Some(vec![Value::from(5)])
+    );
+    assert_eq!(
+        ids(&store.target_rows("t")),
+        ["a", "old"],
+        "a late record inside the lookback is caught"
+    );
+    assert_eq!(
+        store
+            .load("test/sync")
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .position,
+        before
+    );
+}
+
+#[tokio::test]
+async fn missing_cursor_values_are_quarantined_or_fail_before_commit() {
+    let schema = items_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    put(&source, "a", 1, Some(1));
+    put(&source, "nocursor", 1, None);
+    hwm(&source, "t", 1);
+    let report = strategy(10).run(&ctx).await.unwrap();
+    assert_eq!(report.rows_rejected, 1);
+    let q = store.quarantined("test/sync").await.unwrap();
+    assert_eq!(
+        (ids(&[q[0].row.clone()]), q[0].reason.as_str()),
+        (vec!["nocursor".to_string()], "missing cursor value")
+    );
+    assert_eq!(store.ledger("test/sync").await.unwrap()[0].rows_rejected, 1);
+
+    let (source, store, ctx, _) = setup(&schema);
+    put(&source, "nocursor", 1, None);
+    let strict = IncrementalStrategy::new(IncrementalConfig {
+        missing_cursor: sync_core::strategy::MissingCursorPolicy::Fail,
+        ..IncrementalConfig::new("t")
+    })
+    .unwrap();
+    let err = strict.run(&ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(store.target_rows("t").is_empty() && store.load("test/sync").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_unordered_source_commits_the_whole_window_once() {
+    let schema = items_schema("t");
+    let (source, store, _, _) = setup(&schema);
+    let caps = sync_core::SourceCapabilities {
+        ordering: sync_core::SourceOrdering::Unordered,
+        ..sync_core::Source::capabilities(source.as_ref())
+    };
+    let unordered = std::sync::Arc::new(
+        sync_core::memory::MemorySource::new((*schema).clone()).with_capabilities(caps),
+    );
+    for (id, c) in [("a", 3), ("b", 1), ("c", 2)] {
+        put(&unordered, id, 1, Some(c));
+    }
+    hwm(&unordered, "t", 3);
+    let ctx = sync_core::SyncContext::new("test/sync", unordered, store.clone(), store.clone());
+    let report = strategy(1).run(&ctx).await.unwrap();
+    assert_eq!((report.windows, report.rows_written), (1, 3));
+    let cp = store
+        .load("test/sync")
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .position;
+    assert_eq!(
+        cp,
+        Position::CursorKey(CursorKey {
+            cursor: vec![Value::from(3)],
+            key: None
+        })
+    );
+}
