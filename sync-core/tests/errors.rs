@@ -9,7 +9,7 @@ use sync_core::testkit::{item, items_schema, keyed_schema};
 use sync_core::{
     Checkpoint, Error, ErrorKind, FullConfig, FullStrategy, IncrementalConfig, IncrementalStrategy,
     OffsetConfig, OffsetStrategy, Progress, ProgressEvent, RetryClass, RetryPolicy, RunLimits,
-    Stager, Strategy, StrategyKind, Value,
+    Strategy, StrategyKind, Value,
 };
 
 async fn nothing_committed(store: &sync_core::memory::MemoryStore, stream: &str) {
