@@ -87,3 +87,8 @@ fn _assert_dyn_compatible(
     _: &dyn Strategy,
 ) {
 }
+
+/// The workspace README's code, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

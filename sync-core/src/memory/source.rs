@@ -67,6 +67,7 @@ impl MemoryData {
 struct State {
     data: MemoryData,
     errors: VecDeque<Error>,
+    scripted: VecDeque<Result<Page>>,
     after_page: BTreeMap<u64, Vec<Mutation>>,
     pages_served: u64,
     requests: Vec<PageRequest>,
@@ -191,6 +192,12 @@ impl MemorySource {
         self.lock().errors.extend(errors);
     }
 
+    /// The next calls to `fetch_page` return these canned pages (or errors) in order,
+    /// whatever the request and the data say; the data is served again once they are used up.
+    pub fn script_pages(&self, pages: impl IntoIterator<Item = Result<Page>>) {
+        self.lock().scripted.extend(pages);
+    }
+
     /// Applies `mutation` right after the `n`-th page (1-based, counted over the source's
     /// life) is served: a change that happens while a paginated read is in progress.
     pub fn mutate_after_page(&self, n: u64, mutation: Mutation) {
@@ -255,6 +262,10 @@ impl Source for MemorySource {
         self.faults.check(FaultPoint::MidPage)?;
         let mut state = self.lock();
         state.requests.push(req.clone());
+        if let Some(page) = state.scripted.pop_front() {
+            state.pages_served += 1;
+            return page;
+        }
         let (schema, rows) = state.data.streams.get(&req.stream).ok_or_else(|| {
             Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", &req.stream)
         })?;
@@ -347,5 +358,78 @@ impl Source for MemorySource {
 
     async fn high_watermark(&self, stream: &str) -> Result<Option<Vec<Value>>> {
         Ok(self.lock().high_watermark.get(stream).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{item, keyed_schema};
+
+    fn request(selector: PageSelector) -> PageRequest {
+        PageRequest {
+            stream: "t".into(),
+            selector,
+            since: None,
+            until: None,
+            limit: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn scripted_pages_and_errors_come_first_then_the_data() {
+        let source = MemorySource::new((*keyed_schema("t")).clone());
+        source.upsert(item("a", 1, None).values().to_vec());
+        let canned = Page {
+            rows: vec![item("z", 9, None)],
+            next: None,
+            total: Some(1),
+        };
+        source.script_pages([
+            Ok(canned.clone()),
+            Err(Error::new(ErrorKind::RateLimited, "429")),
+        ]);
+        assert_eq!(
+            source
+                .fetch_page(&request(PageSelector::First))
+                .await
+                .unwrap(),
+            canned
+        );
+        assert_eq!(
+            source
+                .fetch_page(&request(PageSelector::First))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::RateLimited
+        );
+        let data = source
+            .fetch_page(&request(PageSelector::First))
+            .await
+            .unwrap();
+        assert_eq!(data.rows, vec![item("a", 1, None)]);
+        assert_eq!(source.pages_served(), 3);
+    }
+
+    #[tokio::test]
+    async fn page_numbers_tokens_and_keyset_page_through_everything_once() {
+        for paging in [
+            MemoryPaging::Offset,
+            MemoryPaging::Page,
+            MemoryPaging::Token,
+        ] {
+            let source = MemorySource::new((*keyed_schema("t")).clone()).with_paging(paging);
+            for id in ["a", "b", "c", "d", "e"] {
+                source.upsert(item(id, 1, None).values().to_vec());
+            }
+            let (mut seen, mut selector) = (Vec::new(), Some(PageSelector::First));
+            while let Some(sel) = selector {
+                let page = source.fetch_page(&request(sel)).await.unwrap();
+                seen.extend(page.rows.iter().map(|r| r.get(0).to_string()));
+                selector = page.next;
+            }
+            assert_eq!(seen, ["a", "b", "c", "d", "e"], "{paging:?}");
+        }
     }
 }
