@@ -248,9 +248,15 @@ pub fn params_of<T: Serialize>(params: &T) -> serde_json::Value {
     serde_json::to_value(params).expect("strategy params serialize")
 }
 
-/// Reads typed params back; a mismatch is [`crate::ErrorKind::CorruptState`].
+/// Reads typed params back from a run begun by a strategy (which tags them with its kind
+/// under `params`); a mismatch is [`crate::ErrorKind::CorruptState`].
 pub fn params_from<T: for<'de> Deserialize<'de>>(run: &StagingRun) -> Result<T> {
-    serde_json::from_value(run.params.clone()).map_err(|e| {
+    let params = run
+        .params
+        .get("params")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    serde_json::from_value(params).map_err(|e| {
         crate::Error::new(
             crate::ErrorKind::CorruptState,
             "staging run params do not match the strategy",

@@ -282,3 +282,23 @@ fn configs_reject_unknown_fields_and_bad_values() {
         ErrorKind::Config
     );
 }
+
+#[tokio::test]
+async fn a_sink_with_a_strategy_that_cannot_deliver_is_refused() {
+    let schema = keyed_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    put(&source, "a", 1, None);
+    let ctx = ctx.with_sink(store.clone());
+    let err = FullStrategy::new(FullConfig::new("t"))
+        .unwrap()
+        .run(&ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(
+        err.message()
+            .contains("sink delivery with the full strategy"),
+        "{err}"
+    );
+    nothing_committed(&store, "t").await;
+}

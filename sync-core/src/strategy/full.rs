@@ -98,9 +98,8 @@ impl FullStrategy {
             since: scope.as_ref().map(|(_, since)| vec![since.clone()]),
             started_at: Utc::now(),
         };
-        let run = ctx
-            .stager
-            .begin(&ctx.sync, schema.clone(), st.fence, params_of(&fresh))
+        let run = st
+            .open_run(ctx, &schema, StrategyKind::Full, params_of(&fresh))
             .await?;
         let params: FullParams = if run.resumed {
             params_from(&run)?

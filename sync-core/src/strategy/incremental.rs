@@ -149,17 +149,17 @@ impl IncrementalStrategy {
             require_reason: Some("missing cursor value".into()),
             rules: Vec::new(),
         };
-        let mut run = ctx
-            .stager
-            .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+        let mut run = st
+            .open_run(
+                ctx,
+                &schema,
+                StrategyKind::Incremental,
+                serde_json::Value::Null,
+            )
             .await?;
         let mut pos = st.position();
         if run.resumed && run.staged_rows == 0 && run.progress != pos {
-            ctx.stager.abort(&run).await?;
-            run = ctx
-                .stager
-                .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
-                .await?;
+            run = st.restart_run(ctx, &run, run.params.clone()).await?;
         }
         if run.resumed && run.staged_rows > 0 {
             if ordered && run.progress != pos {
@@ -170,11 +170,7 @@ impl IncrementalStrategy {
                 pos = run.progress.clone();
             } else {
                 // An unordered window is all or nothing: start it again.
-                ctx.stager.abort(&run).await?;
-                run = ctx
-                    .stager
-                    .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
-                    .await?;
+                run = st.restart_run(ctx, &run, run.params.clone()).await?;
             }
         }
         let since = match &pos {
@@ -194,6 +190,7 @@ impl IncrementalStrategy {
         let limit = caps.clamp_page_size(cfg.page_size);
         let until_bound = until.clone().map(|u| vec![u]);
         let mut staged_at = run.progress.clone();
+        let mut rows_staged = 0;
         let mut request_since = since;
         let mut selector = Some(PageSelector::First);
         let (window_low, window_started) = (pos.clone(), Instant::now());
@@ -233,6 +230,7 @@ impl IncrementalStrategy {
                 } else {
                     staged_at.clone()
                 };
+                rows_staged += rows.len() as u64;
                 let batch = RecordBatch::new(
                     schema.clone(),
                     rows,
@@ -242,9 +240,7 @@ impl IncrementalStrategy {
                     },
                 )?;
                 staged_at = ctx.stager.stage(&run, &batch).await?;
-                ctx.progress.emit(ProgressEvent::Staged {
-                    rows_staged: st.report.rows_read,
-                });
+                ctx.progress.emit(ProgressEvent::Staged { rows_staged });
             }
             if !ordered {
                 window_read += read;

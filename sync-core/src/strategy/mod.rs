@@ -25,6 +25,7 @@ use crate::position::{CheckpointDelta, Position};
 use crate::progress::{Progress, ProgressEvent};
 use crate::queue::ChangeQueue;
 use crate::retry::{RetryPolicy, RunLimits};
+use crate::schema::StreamSchema;
 use crate::sink::Sink;
 use crate::source::{Page, PageRequest, Source};
 use crate::stager::{
@@ -75,7 +76,8 @@ pub struct SyncContext {
     pub stager: Arc<dyn Stager>,
     /// Checkpoints, ledger and log.
     pub checkpoints: Arc<dyn Checkpoint>,
-    /// Optional destination for promoted records (sequence window).
+    /// Optional destination for promoted records; only the sequence-window strategy delivers
+    /// (the others refuse to run with a sink rather than ignore it).
     pub sink: Option<Arc<dyn Sink>>,
     /// The change queue (sequence window).
     pub queue: Option<Arc<dyn ChangeQueue>>,
@@ -184,6 +186,13 @@ impl RunState {
     /// Acquires the fence and loads the checkpoint.
     pub(crate) async fn start(ctx: &SyncContext, kind: StrategyKind) -> Result<RunState> {
         ctx.source.capabilities().require(ctx.source.name(), kind)?;
+        if let (Some(sink), false) = (&ctx.sink, kind == StrategyKind::SequenceWindow) {
+            // Only the sequence window knows which promoted rows a redelivery must resend.
+            return Err(Error::unsupported(
+                sink.name(),
+                format_args!("sink delivery with the {kind} strategy"),
+            ));
+        }
         let fence = ctx.checkpoints.acquire_fence(&ctx.sync).await?;
         let stored = ctx.checkpoints.load(&ctx.sync).await?;
         let run_id = crate::stager::new_run_id();
@@ -214,6 +223,41 @@ impl RunState {
             errors: AtomicU64::new(0),
             started: Instant::now(),
         })
+    }
+
+    /// Begins this strategy's staging run (or resumes it). A run left open by another
+    /// strategy (the sync was switched) is discarded: its progress means nothing here.
+    pub(crate) async fn open_run(
+        &self,
+        ctx: &SyncContext,
+        schema: &Arc<StreamSchema>,
+        kind: StrategyKind,
+        params: serde_json::Value,
+    ) -> Result<StagingRun> {
+        let tagged = serde_json::json!({ "strategy": kind, "params": params });
+        let run = ctx
+            .stager
+            .begin(&ctx.sync, schema.clone(), self.fence, tagged.clone())
+            .await?;
+        if run.resumed && run.params.get("strategy") != tagged.get("strategy") {
+            tracing::warn!(sync = %ctx.sync, "discarding a staging run left open by another strategy");
+            return self.restart_run(ctx, &run, tagged).await;
+        }
+        Ok(run)
+    }
+
+    /// Discards `run` (staged rows and progress) and begins a fresh one with `params` as
+    /// tagged by [`RunState::open_run`].
+    pub(crate) async fn restart_run(
+        &self,
+        ctx: &SyncContext,
+        run: &StagingRun,
+        params: serde_json::Value,
+    ) -> Result<StagingRun> {
+        ctx.stager.abort(run).await?;
+        ctx.stager
+            .begin(&ctx.sync, run.schema.clone(), self.fence, params)
+            .await
     }
 
     /// The stored state, or `Start`.

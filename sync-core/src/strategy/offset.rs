@@ -162,17 +162,12 @@ impl OffsetStrategy {
             ));
         }
         ctx.stager.ensure_stream(&schema).await?;
-        let mut run = ctx
-            .stager
-            .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+        let mut run = st
+            .open_run(ctx, &schema, StrategyKind::Offset, serde_json::Value::Null)
             .await?;
         if run.resumed {
             // Rows staged but never promoted are fetched again from the committed offset.
-            ctx.stager.abort(&run).await?;
-            run = ctx
-                .stager
-                .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
-                .await?;
+            run = st.restart_run(ctx, &run, run.params.clone()).await?;
         }
         let limit = ctx.source.capabilities().clamp_page_size(cfg.page_size);
         let rules = ValidationRules::default();
@@ -243,11 +238,7 @@ impl OffsetStrategy {
                     ))
                     .await?;
                 ctx.checkpoints.reset(&ctx.sync, st.fence).await?;
-                ctx.stager.abort(&run).await?;
-                run = ctx
-                    .stager
-                    .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
-                    .await?;
+                run = st.restart_run(ctx, &run, run.params.clone()).await?;
                 staged_at = run.progress.clone();
                 st.stored = None;
                 (offset, extra, run_total) = (0, OffsetExtra::default(), None);

@@ -136,15 +136,16 @@ impl SequenceWindowStrategy {
             .filter(|k| !present.contains(k))
             .cloned()
             .collect();
-        let run = ctx
-            .stager
-            .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
+        let run = st
+            .open_run(
+                ctx,
+                schema,
+                StrategyKind::SequenceWindow,
+                serde_json::Value::Null,
+            )
             .await?;
         let run = if run.staged_rows > 0 {
-            ctx.stager.abort(&run).await?;
-            ctx.stager
-                .begin(&ctx.sync, schema.clone(), st.fence, serde_json::Value::Null)
-                .await?
+            st.restart_run(ctx, &run, run.params.clone()).await?
         } else {
             run
         };
