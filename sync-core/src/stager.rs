@@ -161,8 +161,9 @@ pub trait Stager: Debug + Send + Sync + 'static {
         fence: FenceToken,
         params: serde_json::Value,
     ) -> Result<StagingRun>;
-    /// Stages a batch; returns the new progress.
-    async fn stage(&self, run: &StagingRun, batch: &RecordBatch) -> Result<Position>;
+    /// Stages a batch (taken by value: stores move it to a blocking thread or a COPY stream
+    /// without copying); returns the new progress.
+    async fn stage(&self, run: &StagingRun, batch: RecordBatch) -> Result<Position>;
     /// Validates staged rows.
     async fn validate(&self, run: &StagingRun, rules: &ValidationRules)
         -> Result<ValidationReport>;
@@ -201,7 +202,7 @@ impl<T: Stager + ?Sized> Stager for Arc<T> {
     ) -> Result<StagingRun> {
         (**self).begin(sync, schema, fence, params).await
     }
-    async fn stage(&self, run: &StagingRun, batch: &RecordBatch) -> Result<Position> {
+    async fn stage(&self, run: &StagingRun, batch: RecordBatch) -> Result<Position> {
         (**self).stage(run, batch).await
     }
     async fn validate(

@@ -292,20 +292,20 @@ impl Stager for MemoryStore {
         Ok(run)
     }
 
-    async fn stage(&self, run: &StagingRun, batch: &RecordBatch) -> Result<Position> {
+    async fn stage(&self, run: &StagingRun, batch: RecordBatch) -> Result<Position> {
+        let (rows, deletes, delta) = batch.into_parts();
         {
             let mut s = self.lock();
             let r = Self::run_mut(&mut s, run)?;
-            batch
-                .delta()
+            delta
                 .try_apply(&r.run.progress)
                 .map_err(|e| e.with_context("sync", &run.sync))?;
-            r.staged.extend(batch.rows().iter().cloned());
-            r.deletes.extend(batch.deletes().iter().cloned());
-            r.run.progress = batch.delta().to.clone();
+            r.staged.extend(rows);
+            r.deletes.extend(deletes);
+            r.run.progress = delta.to.clone();
         }
         self.faults.check(FaultPoint::AfterStage)?;
-        Ok(batch.delta().to.clone())
+        Ok(delta.to)
     }
 
     async fn validate(

@@ -277,6 +277,11 @@ impl RecordBatch {
         self.rows
     }
 
+    /// Takes the batch apart: rows, delete keys, delta.
+    pub fn into_parts(self) -> (Vec<Row>, Vec<Key>, CheckpointDelta) {
+        (self.rows, self.deletes, self.delta)
+    }
+
     /// Keys to delete.
     pub fn deletes(&self) -> &[Key] {
         &self.deletes

@@ -173,7 +173,7 @@ impl FullStrategy {
                     to,
                 },
             )?;
-            staged_at = ctx.stager.stage(&run, &batch).await?;
+            staged_at = ctx.stager.stage(&run, batch).await?;
             ctx.progress.emit(ProgressEvent::Staged {
                 rows_staged: fill.rows,
             });

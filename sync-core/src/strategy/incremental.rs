@@ -239,7 +239,7 @@ impl IncrementalStrategy {
                         to,
                     },
                 )?;
-                staged_at = ctx.stager.stage(&run, &batch).await?;
+                staged_at = ctx.stager.stage(&run, batch).await?;
                 ctx.progress.emit(ProgressEvent::Staged { rows_staged });
             }
             if !ordered {

@@ -274,7 +274,7 @@ impl OffsetStrategy {
                     to: to.clone(),
                 },
             )?;
-            staged_at = ctx.stager.stage(&run, &batch).await?;
+            staged_at = ctx.stager.stage(&run, batch).await?;
             let delta = CheckpointDelta::new(from, to.clone())?;
             let ledger = st.ledger(
                 ctx,

@@ -155,7 +155,7 @@ impl SequenceWindowStrategy {
             to: run.progress.clone(),
         };
         let batch = RecordBatch::new(schema.clone(), rows, stage_delta)?.with_deletes(deletes);
-        ctx.stager.stage(&run, &batch).await?;
+        ctx.stager.stage(&run, batch).await?;
         let ledger_delta = CheckpointDelta {
             from: Position::Sequence(window.low),
             to: Position::Sequence(window.high),

@@ -44,7 +44,7 @@ async fn load(
         _ => 1,
     });
     h.stager
-        .stage(&run, &batch(schema, rows, Position::Start, to.clone()))
+        .stage(&run, batch(schema, rows, Position::Start, to.clone()))
         .await
         .unwrap();
     h.stager
@@ -102,7 +102,7 @@ pub async fn stager_begin_resumes_open_run(h: StoreHandles) {
     h.stager
         .stage(
             &run,
-            &batch(
+            batch(
                 &schema,
                 vec![item("a", 1, Some(1))],
                 Position::Start,
@@ -130,7 +130,7 @@ pub async fn stager_stage_rejects_discontinuous_delta(h: StoreHandles) {
     h.stager
         .stage(
             &run,
-            &batch(
+            batch(
                 &schema,
                 vec![item("a", 1, Some(1))],
                 Position::Start,
@@ -143,7 +143,7 @@ pub async fn stager_stage_rejects_discontinuous_delta(h: StoreHandles) {
         .stager
         .stage(
             &run,
-            &batch(
+            batch(
                 &schema,
                 vec![item("b", 1, Some(1))],
                 Position::Page(2),
@@ -157,7 +157,7 @@ pub async fn stager_stage_rejects_discontinuous_delta(h: StoreHandles) {
         .stager
         .stage(
             &run,
-            &batch(
+            batch(
                 &schema,
                 vec![item("b", 1, Some(1))],
                 Position::Page(1),
@@ -195,14 +195,14 @@ pub async fn stager_validate_keeps_newest_duplicate(h: StoreHandles) {
     h.stager
         .stage(
             &run,
-            &batch(&schema, first, Position::Start, Position::Page(1)),
+            batch(&schema, first, Position::Start, Position::Page(1)),
         )
         .await
         .unwrap();
     h.stager
         .stage(
             &run,
-            &batch(&schema, second, Position::Page(1), Position::Page(1)),
+            batch(&schema, second, Position::Page(1), Position::Page(1)),
         )
         .await
         .unwrap();
@@ -270,7 +270,7 @@ pub async fn stager_validate_quarantines_with_reason(h: StoreHandles) {
     h.stager
         .stage(
             &run,
-            &batch(&schema, rows, Position::Start, Position::Page(1)),
+            batch(&schema, rows, Position::Start, Position::Page(1)),
         )
         .await
         .unwrap();
@@ -324,7 +324,7 @@ pub async fn stager_promote_refuses_unvalidated(h: StoreHandles) {
     h.stager
         .stage(
             &run,
-            &batch(
+            batch(
                 &schema,
                 vec![item("a", 1, Some(1))],
                 Position::Start,
@@ -371,7 +371,7 @@ pub async fn stager_upsert_never_replaces_newer(h: StoreHandles) {
         Position::Offset(2),
     )
     .with_deletes(vec![key("c"), key("zz")]);
-    h.stager.stage(&run, &b).await.unwrap();
+    h.stager.stage(&run, b).await.unwrap();
     h.stager
         .validate(&run, &ValidationRules::default())
         .await
@@ -449,7 +449,7 @@ pub async fn stager_failed_commit_changes_nothing(h: StoreHandles) {
     h.stager
         .stage(
             &run,
-            &batch(
+            batch(
                 &schema,
                 vec![item("a", 1, Some(1))],
                 Position::Start,
@@ -497,7 +497,7 @@ pub async fn stager_commit_faults_are_atomic(h: StoreHandles) {
     h.stager
         .stage(
             &run,
-            &batch(
+            batch(
                 &schema,
                 vec![item("a", 1, Some(1))],
                 Position::Start,
@@ -555,7 +555,7 @@ pub async fn stager_abort_discards_staged(h: StoreHandles) {
     h.stager
         .stage(
             &run,
-            &batch(
+            batch(
                 &schema,
                 vec![item("b", 1, Some(1))],
                 Position::Start,
