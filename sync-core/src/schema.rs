@@ -307,6 +307,11 @@ impl StreamSchema {
         &self.cursor
     }
 
+    /// The version column index, if one was declared.
+    pub fn version(&self) -> Option<usize> {
+        self.version
+    }
+
     /// Column indexes compared to decide which of two rows with one key is newer:
     /// the version column if set, else the cursor columns, else none (last write wins).
     pub fn guard(&self) -> &[usize] {
@@ -349,6 +354,22 @@ impl StreamSchema {
             );
         }
         Ok(added)
+    }
+
+    /// This schema with `added` columns appended (nullable), keeping key, cursor and version:
+    /// what a store records after [`StreamSchema::check_evolution`].
+    pub fn with_added_columns(&self, added: &[Column]) -> Result<StreamSchema> {
+        let name = |i: &usize| self.columns[*i].name.clone();
+        let mut b = StreamSchema::builder(self.name.clone())
+            .with_primary_key(self.primary_key.iter().map(name))
+            .with_cursor(self.cursor.iter().map(name));
+        if let Some(v) = &self.version {
+            b = b.with_version(name(v));
+        }
+        for c in self.columns.iter().chain(added) {
+            b = b.with_column(c.clone());
+        }
+        b.build()
     }
 
     fn primary_key_names(&self) -> Vec<&str> {
@@ -441,6 +462,8 @@ mod tests {
         let added = old.check_evolution(&newer).unwrap();
         assert_eq!(added.len(), 1);
         assert!(added[0].nullable);
+        let merged = old.with_added_columns(&added).unwrap();
+        assert_eq!((merged.columns().len(), merged.guard(), merged.primary_key()), (3, old.guard(), old.primary_key()));
         let retyped = StreamSchema::builder("orders")
             .with_column(Column::required("id", ColumnType::Integer))
             .with_primary_key(["id"])

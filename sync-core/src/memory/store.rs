@@ -235,17 +235,7 @@ impl Stager for MemoryStore {
             Some(t) => {
                 let added = t.schema.check_evolution(schema)?;
                 if !added.is_empty() {
-                    let mut merged = StreamSchema::builder(schema.name());
-                    for c in t.schema.columns().iter().chain(&added) {
-                        merged = merged.with_column(c.clone());
-                    }
-                    let key: Vec<String> = t
-                        .schema
-                        .primary_key()
-                        .iter()
-                        .map(|&i| t.schema.columns()[i].name.clone())
-                        .collect();
-                    let merged = Arc::new(merged.with_primary_key(key).build()?);
+                    let merged = Arc::new(t.schema.with_added_columns(&added)?);
                     for row in t.rows.values_mut() {
                         *row = remap(row, &t.schema, &merged);
                     }
