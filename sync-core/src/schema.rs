@@ -463,7 +463,10 @@ mod tests {
         assert_eq!(added.len(), 1);
         assert!(added[0].nullable);
         let merged = old.with_added_columns(&added).unwrap();
-        assert_eq!((merged.columns().len(), merged.guard(), merged.primary_key()), (3, old.guard(), old.primary_key()));
+        assert_eq!(
+            (merged.columns().len(), merged.guard(), merged.primary_key()),
+            (3, old.guard(), old.primary_key())
+        );
         let retyped = StreamSchema::builder("orders")
             .with_column(Column::required("id", ColumnType::Integer))
             .with_primary_key(["id"])

@@ -1,6 +1,151 @@
 //! # sync-store-sqlite
 //!
-//! SQLite staging, promotion and checkpoints (shell: filled by the SQLite store issue).
-//! It depends on `sync-core` only; nothing here is implemented yet.
+//! [`SqliteStore`] implements the store-side traits of `sync-core` ([`Stager`],
+//! [`sync_core::Checkpoint`] and [`sync_core::ChangeQueue`]) on one SQLite file (bundled
+//! SQLite: no system library needed):
+//!
+//! - targets created from stream schemas and evolved by adding columns, never dropping them;
+//!   the store's own tables migrated in order from a schema-version table;
+//! - one staging table per run, loaded with prepared statements in one transaction per batch
+//!   together with the run's progress, validated in SQL (one row per key, newest by the version
+//!   guard; rows missing required values quarantined with a reason);
+//! - promotion in one `BEGIN IMMEDIATE` transaction: the guarded upsert (or the scoped
+//!   replace), the checkpoint compare-and-set, the ledger row and the log entries;
+//! - WAL mode, `synchronous=FULL` by default (see [`Durability`]), a busy timeout and retries
+//!   of transactions that meet BUSY or LOCKED;
+//! - every call on tokio's blocking pool, never on a runtime worker thread.
 
-pub use sync_core;
+mod checkpoint;
+mod config;
+mod error;
+mod promote;
+mod queue;
+mod schema;
+mod sql;
+mod stage;
+mod store;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sea_query::{Order, Query};
+use sync_core::stager::{
+    PromoteMode, PromoteReport, QuarantinedRow, Stager, StagingRun, ValidationReport,
+    ValidationRules,
+};
+use sync_core::{
+    CheckpointCommit, FaultPoint, FenceToken, Key, Position, RecordBatch, Result, Row, StreamSchema,
+};
+
+pub use config::{Durability, SqliteConfig};
+pub use store::SqliteStore;
+
+#[async_trait]
+impl Stager for SqliteStore {
+    fn name(&self) -> &str {
+        "sqlite"
+    }
+
+    async fn ensure_stream(&self, schema: &StreamSchema) -> Result<()> {
+        let schema = schema.clone();
+        self.write(move |tx, _| schema::ensure_stream(tx, &schema))
+            .await
+    }
+
+    async fn begin(
+        &self,
+        sync: &str,
+        schema: Arc<StreamSchema>,
+        fence: FenceToken,
+        params: serde_json::Value,
+    ) -> Result<StagingRun> {
+        let sync = sync.to_string();
+        self.write(move |tx, _| stage::begin(tx, &sync, &schema, fence, &params))
+            .await
+    }
+
+    async fn stage(&self, run: &StagingRun, batch: RecordBatch) -> Result<Position> {
+        let run = run.clone();
+        let to = self
+            .write(move |tx, _| stage::stage(tx, &run, &batch))
+            .await?;
+        self.inner.faults.check(FaultPoint::AfterStage)?;
+        Ok(to)
+    }
+
+    async fn validate(
+        &self,
+        run: &StagingRun,
+        rules: &ValidationRules,
+    ) -> Result<ValidationReport> {
+        let (run, rules) = (run.clone(), rules.clone());
+        self.write(move |tx, _| stage::validate(tx, &run, &rules))
+            .await
+    }
+
+    async fn promote(
+        &self,
+        run: &StagingRun,
+        mode: &PromoteMode,
+        commit: &CheckpointCommit,
+        close: bool,
+    ) -> Result<PromoteReport> {
+        self.inner.faults.check(FaultPoint::BeforePromote)?;
+        let (run, mode, commit) = (run.clone(), mode.clone(), commit.clone());
+        let report = self
+            .write(move |tx, inner| promote::promote(tx, inner, &run, &mode, &commit, close))
+            .await?;
+        self.inner.faults.check(FaultPoint::AfterCommit)?;
+        Ok(report)
+    }
+
+    async fn abort(&self, run: &StagingRun) -> Result<()> {
+        let run = run.clone();
+        self.write(move |tx, _| stage::end(tx, &stage::this_run(tx, &run)?))
+            .await
+    }
+
+    async fn read_target(&self, stream: &str) -> Result<Vec<Row>> {
+        let stream = stream.to_string();
+        self.with_conn(move |conn, _| {
+            let Some(schema) = schema::target_schema(conn, &stream)? else {
+                return Ok(Vec::new());
+            };
+            let mut q = Query::select();
+            q.columns(schema.columns().iter().map(|c| sql::id(&c.name)))
+                .from(sql::id(&stream));
+            for &k in schema.primary_key() {
+                q.order_by(sql::id(&schema.columns()[k].name), Order::Asc);
+            }
+            sql::query_rows(conn, &q, &schema)
+        })
+        .await
+    }
+
+    async fn read_target_keys(&self, stream: &str, keys: &[Key]) -> Result<Vec<Row>> {
+        let (stream, keys) = (stream.to_string(), keys.to_vec());
+        self.with_conn(move |conn, _| {
+            let Some(schema) = schema::target_schema(conn, &stream)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for chunk in keys.chunks(200) {
+                let mut q = Query::select();
+                q.columns(schema.columns().iter().map(|c| sql::id(&c.name)))
+                    .from(sql::id(&stream));
+                q.cond_where(sql::keys_in(&schema, chunk));
+                out.extend(sql::query_rows(conn, &q, &schema)?);
+            }
+            out.sort_by_key(|r| r.key(&schema));
+            out.dedup_by(|a, b| a.key(&schema) == b.key(&schema));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn quarantined(&self, sync: &str) -> Result<Vec<QuarantinedRow>> {
+        let sync = sync.to_string();
+        self.with_conn(move |conn, _| stage::quarantined(conn, &sync))
+            .await
+    }
+}

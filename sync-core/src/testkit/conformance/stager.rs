@@ -84,11 +84,31 @@ pub async fn stager_schema_evolution_adds_columns(h: StoreHandles) {
     assert_eq!(rows[0].values().len(), 6);
     assert_eq!(rows[0].get(5), &Value::Null);
     // The version guard survives the evolution, and a source on the old schema still loads.
-    load(&h, "s", &schema, vec![item("a", 0, Some(1))], PromoteMode::Upsert).await;
-    assert_eq!(h.stager.read_target("evolve").await.unwrap()[0].get(1), &Value::from(1));
-    load(&h, "s", &schema, vec![item("a", 2, Some(1))], PromoteMode::Upsert).await;
+    load(
+        &h,
+        "s",
+        &schema,
+        vec![item("a", 0, Some(1))],
+        PromoteMode::Upsert,
+    )
+    .await;
+    assert_eq!(
+        h.stager.read_target("evolve").await.unwrap()[0].get(1),
+        &Value::from(1)
+    );
+    load(
+        &h,
+        "s",
+        &schema,
+        vec![item("a", 2, Some(1))],
+        PromoteMode::Upsert,
+    )
+    .await;
     let rows = h.stager.read_target("evolve").await.unwrap();
-    assert_eq!((rows[0].get(1), rows[0].get(5)), (&Value::from(2), &Value::Null));
+    assert_eq!(
+        (rows[0].get(1), rows[0].get(5)),
+        (&Value::from(2), &Value::Null)
+    );
     let rekeyed = StreamSchema::builder("evolve")
         .with_column(Column::required("id", ColumnType::Text))
         .with_column(Column::required("version", ColumnType::Integer))

@@ -1,0 +1,165 @@
+//! Promotion: staging into the target in one `BEGIN IMMEDIATE` transaction together with the
+//! checkpoint compare-and-set, the ledger row and the log entries.
+
+use rusqlite::Transaction;
+use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
+use sync_core::checkpoint::CheckpointCommit;
+use sync_core::stager::{PromoteMode, PromoteReport, ReplaceScope, StagingRun};
+use sync_core::{Error, ErrorKind, FaultPoint, Result, StreamSchema};
+
+use crate::checkpoint::apply_commit;
+use crate::schema::target_schema;
+use crate::sql::{self, col, execute, id, key_match, KIND, KIND_DELETE, KIND_ROW, SEQ, STAGED};
+use crate::stage::{end, staged_count, this_run};
+use crate::store::Inner;
+
+const STAGE: &str = "s";
+
+/// `EXISTS (SELECT 1 FROM stage s WHERE s.kind = kind AND s.key = target.key)`.
+fn in_stage(schema: &StreamSchema, table: &str, target: &str, kind: i64) -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from_as(id(table), id(STAGE))
+            .and_where(col(STAGE, KIND).eq(kind))
+            .and_where(key_match(schema, STAGE, target))
+            .to_owned(),
+    )
+}
+
+pub(crate) fn promote(
+    tx: &Transaction<'_>,
+    inner: &Inner,
+    run: &StagingRun,
+    mode: &PromoteMode,
+    commit: &CheckpointCommit,
+    close: bool,
+) -> Result<PromoteReport> {
+    let row = this_run(tx, run)?;
+    let (schema, table) = (row.run.schema.clone(), row.table());
+    if staged_count(tx, &table, KIND_ROW, Some(STAGED))? > 0 {
+        return Err(
+            Error::invalid_input("staged rows were not validated before promote")
+                .with_context("sync", &run.sync),
+        );
+    }
+    let stream = schema.name();
+    let target = target_schema(tx, stream)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            "stream has no target; call ensure_stream",
+        )
+        .with_context("stream", stream)
+    })?;
+    let valid = staged_count(tx, &table, KIND_ROW, None)?;
+    let matched = {
+        let q = Query::select()
+            .expr(Expr::col(id(SEQ)).count())
+            .from_as(id(&table), id(STAGE))
+            .and_where(col(STAGE, KIND).eq(KIND_ROW))
+            .and_where(Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(id(stream))
+                    .and_where(key_match(&schema, stream, STAGE))
+                    .to_owned(),
+            ))
+            .to_owned();
+        sql::query_i64(tx, &q)?.unwrap_or(0) as u64
+    };
+
+    // Upsert, never replacing a row by one with an older version guard.
+    let columns: Vec<_> = schema
+        .columns()
+        .iter()
+        .filter(|c| target.column_index(&c.name).is_some())
+        .map(|c| id(&c.name))
+        .collect();
+    let key: Vec<_> = schema
+        .primary_key()
+        .iter()
+        .map(|&k| id(&schema.columns()[k].name))
+        .collect();
+    let update: Vec<_> = schema
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            !schema.primary_key().contains(i) && target.column_index(&c.name).is_some()
+        })
+        .map(|(_, c)| id(&c.name))
+        .collect();
+    let mut on_conflict = OnConflict::columns(key);
+    if update.is_empty() {
+        on_conflict.do_nothing();
+    } else {
+        on_conflict.update_columns(update);
+        let guard: Vec<&str> = schema
+            .guard()
+            .iter()
+            .map(|&g| schema.columns()[g].name.as_str())
+            .collect();
+        match guard.as_slice() {
+            [] => {}
+            [g] => {
+                on_conflict.action_and_where(
+                    col(stream, g)
+                        .is_null()
+                        .or(col("excluded", g).gt(col(stream, g))),
+                );
+            }
+            many => {
+                let side = |t: &str| Expr::tuple(many.iter().map(|g| col(t, g)));
+                on_conflict.action_and_where(side("excluded").gt(side(stream)));
+            }
+        }
+    }
+    let select = Query::select()
+        .columns(columns.clone())
+        .from(id(&table))
+        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .order_by(id(SEQ), Order::Asc)
+        .to_owned();
+    let upsert = Query::insert()
+        .into_table(id(stream))
+        .columns(columns)
+        .select_from(select)
+        .map_err(|e| Error::internal("cannot build the promote statement").with_source(e))?
+        .on_conflict(on_conflict)
+        .to_owned();
+    let changed = execute(tx, &upsert)? as u64;
+    let inserted = valid - matched;
+    let updated = changed.saturating_sub(inserted);
+    let mut report = PromoteReport {
+        inserted,
+        updated,
+        unchanged: matched.saturating_sub(updated),
+        ..PromoteReport::default()
+    };
+
+    let deletes = Query::delete()
+        .from_table(id(stream))
+        .and_where(in_stage(&schema, &table, stream, KIND_DELETE))
+        .to_owned();
+    report.deleted = execute(tx, &deletes)? as u64;
+    if let PromoteMode::Replace(scope) = mode {
+        let mut replace = Query::delete();
+        replace
+            .from_table(id(stream))
+            .and_where(in_stage(&schema, &table, stream, KIND_ROW).not());
+        if let ReplaceScope::Since { column, since } = scope {
+            let name = &schema.columns()[*column].name;
+            replace.and_where(col(stream, name).gte(Expr::val(sql::sea_value(since))));
+        }
+        report.deleted += execute(tx, &replace)? as u64;
+    }
+    report.checkpoint_version = apply_commit(tx, commit, Some(report.written()))?;
+    if close {
+        end(tx, &row)?;
+    } else {
+        execute(tx, &Query::delete().from_table(id(&table)).to_owned())?;
+    }
+    // Every statement ran; a crash here rolls all of it back.
+    inner.faults.check(FaultPoint::DuringCommit)?;
+    Ok(report)
+}

@@ -1,0 +1,147 @@
+//! `SqliteStore`: one SQLite file holding targets, staging, checkpoints, the window ledger,
+//! the sync log, the quarantine and the change queue. Every call runs on tokio's blocking pool,
+//! never on a runtime worker thread.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use sync_core::{Error, ErrorKind, Faults, Result};
+
+use crate::config::{Durability, SqliteConfig};
+use crate::error::{is_busy, SqliteResultExt};
+use crate::schema;
+
+/// A store on one SQLite file. Cloning shares the connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    conn: Mutex<Connection>,
+    pub(crate) config: SqliteConfig,
+    pub(crate) faults: Faults,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.config.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database, sets WAL mode, durability, the busy timeout
+    /// and a bounded page cache, and migrates the store's tables to the current version.
+    ///
+    /// A file that is not a SQLite database, a corrupt one, or one written by a newer version
+    /// of this library gives a [`ErrorKind::Storage`] error.
+    pub async fn open(config: SqliteConfig) -> Result<Self> {
+        Self::open_with_faults(config, Faults::new()).await
+    }
+
+    /// Opens with a fault set the store checks at its fault points (crash tests).
+    pub async fn open_with_faults(config: SqliteConfig, faults: Faults) -> Result<Self> {
+        config.validate()?;
+        let path = config.path.clone();
+        let cfg = config.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let mut conn = Connection::open_with_flags(
+                &cfg.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .db()?;
+            conn.busy_timeout(Duration::from_millis(cfg.busy_timeout_ms))
+                .db()?;
+            let journal: String = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .db()?;
+            if journal != "wal" {
+                tracing::warn!(journal = %journal, "sqlite did not switch to WAL mode");
+            }
+            let sync = match cfg.durability {
+                Durability::Full => "FULL",
+                Durability::Normal => "NORMAL",
+            };
+            conn.pragma_update(None, "synchronous", sync).db()?;
+            conn.pragma_update(None, "cache_size", -i64::from(cfg.cache_kib))
+                .db()?;
+            conn.pragma_update(None, "temp_store", "MEMORY").db()?;
+            schema::migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(join_error)?
+        .map_err(|e| e.with_context("path", path.display()))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                config,
+                faults,
+            }),
+        })
+    }
+
+    /// The fault set this store checks.
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .conn
+                .lock()
+                .map_err(|_| Error::internal("sqlite connection lock poisoned"))?;
+            f(&mut conn, &inner)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the blocking pool, committing when it
+    /// returns `Ok`. A transaction that fails with BUSY or LOCKED (after the busy timeout) is
+    /// retried up to `busy_retries` times; other errors roll back and return at once.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Transaction<'_>, &Inner) -> Result<T> + Send + 'static,
+    {
+        self.with_conn(move |conn, inner| {
+            let mut attempt = 1;
+            loop {
+                let result = (|| {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .db()?;
+                    let out = f(&tx, inner)?;
+                    tx.commit().db()?;
+                    Ok(out)
+                })();
+                match result {
+                    Err(e) if is_busy(&e) && attempt < inner.config.busy_retries => {
+                        tracing::warn!(attempt, "sqlite busy; retrying the transaction");
+                        std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::new(ErrorKind::Internal, "sqlite task failed").with_source(e)
+}
