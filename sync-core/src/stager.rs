@@ -116,6 +116,8 @@ pub struct PromoteReport {
     pub unchanged: u64,
     /// Rows deleted.
     pub deleted: u64,
+    /// Rows moved to the quarantine by this promotion.
+    pub quarantined: u64,
     /// The checkpoint version after the commit.
     pub checkpoint_version: u64,
 }
@@ -139,11 +141,13 @@ impl PromoteReport {
 ///   `delta.to` atomically, and only if `delta.from` equals the current progress
 ///   ([`crate::ErrorKind::CheckpointDelta`] otherwise, nothing staged).
 /// - `validate` MUST keep one row per key (the newest by the version guard, the last staged on
-///   ties), move rows with missing required values, type mismatches or failing rules to the
-///   quarantine with a reason, and report the counts.
+///   ties), set aside rows with missing required values or failing rules with a reason, and
+///   report the counts.
 /// - `promote` MUST refuse rows that were not validated, and otherwise in ONE transaction:
 ///   apply `mode`, apply [`CheckpointCommit`] (see [`CheckpointCommit::check`]), write its
-///   ledger row (with `rows_written` set to the rows this promotion wrote) and log entries, remove the promoted rows from staging and, when `close`,
+///   ledger row (with `rows_written` and `rows_rejected` set to the rows this promotion wrote
+///   and quarantined) and log entries, move the rows validation set aside to the quarantine
+///   (a replace MUST NOT delete their keys: they are still in the snapshot), remove the promoted rows from staging and, when `close`,
 ///   end the run. On error nothing MUST change. A reader MUST never see a state between.
 /// - `abort` MUST discard staged rows and end the run; the target and checkpoint stay.
 /// - `read_target` MUST return every target row ordered by primary key.

@@ -58,12 +58,12 @@ fn latest_fence(conn: &Connection, sync: &str) -> Result<Option<FenceToken>> {
     Ok(sql::query_i64(conn, &q)?.map(|f| FenceToken(f as u64)))
 }
 
-/// Applies a checkpoint commit inside `tx`: the check, the state, the ledger row (with
-/// `written` rows when the commit comes from a promotion) and the log entries.
+/// Applies a checkpoint commit inside `tx`: the check, the state, the ledger row (with the
+/// rows written and quarantined when the commit comes from a promotion) and the log entries.
 pub(crate) fn apply_commit(
     tx: &Transaction<'_>,
     commit: &CheckpointCommit,
-    written: Option<u64>,
+    counts: Option<(u64, u64)>,
 ) -> Result<u64> {
     let stored = load(tx, &commit.sync)?;
     commit.check(stored.as_ref(), latest_fence(tx, &commit.sync)?)?;
@@ -87,8 +87,9 @@ pub(crate) fn apply_commit(
     execute(tx, &upsert)?;
     if let Some(entry) = &commit.ledger {
         let mut entry = entry.clone();
-        if let Some(w) = written {
-            entry.rows_written = w;
+        if let Some((written, rejected)) = counts {
+            entry.rows_written = written;
+            entry.rows_rejected = rejected;
         }
         insert_ledger(tx, &entry)?;
     }

@@ -9,13 +9,16 @@ use sync_core::{Error, ErrorKind, FaultPoint, Result, StreamSchema};
 
 use crate::checkpoint::apply_commit;
 use crate::schema::target_schema;
-use crate::sql::{self, col, execute, id, key_match, KIND, KIND_DELETE, KIND_ROW, SEQ, STAGED};
-use crate::stage::{end, staged_count, this_run};
+use crate::sql::{
+    self, col, execute, id, key_match, KIND, KIND_DELETE, KIND_ROW, SEQ, STAGED, STATE, VALIDATED,
+};
+use crate::stage::{end, quarantine_rejected, staged_count, this_run};
 use crate::store::Inner;
 
 const STAGE: &str = "s";
 
-/// `EXISTS (SELECT 1 FROM stage s WHERE s.kind = kind AND s.key = target.key)`.
+/// `EXISTS (SELECT 1 FROM stage s WHERE s.kind = kind AND s.key = target.key)`; for rows this
+/// includes rows validation set aside: they are in the snapshot, so a replace keeps their keys.
 fn in_stage(schema: &StreamSchema, table: &str, target: &str, kind: i64) -> Expr {
     Expr::exists(
         Query::select()
@@ -51,12 +54,13 @@ pub(crate) fn promote(
         )
         .with_context("stream", stream)
     })?;
-    let valid = staged_count(tx, &table, KIND_ROW, None)?;
+    let valid = staged_count(tx, &table, KIND_ROW, Some(VALIDATED))?;
     let matched = {
         let q = Query::select()
             .expr(Expr::col(id(SEQ)).count())
             .from_as(id(&table), id(STAGE))
             .and_where(col(STAGE, KIND).eq(KIND_ROW))
+            .and_where(col(STAGE, STATE).eq(VALIDATED))
             .and_where(Expr::exists(
                 Query::select()
                     .expr(Expr::val(1))
@@ -118,6 +122,7 @@ pub(crate) fn promote(
         .columns(columns.clone())
         .from(id(&table))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).eq(VALIDATED))
         .order_by(id(SEQ), Order::Asc)
         .to_owned();
     let upsert = Query::insert()
@@ -153,7 +158,9 @@ pub(crate) fn promote(
         }
         report.deleted += execute(tx, &replace)? as u64;
     }
-    report.checkpoint_version = apply_commit(tx, commit, Some(report.written()))?;
+    report.quarantined = quarantine_rejected(tx, run, &table, &schema)?;
+    report.checkpoint_version =
+        apply_commit(tx, commit, Some((report.written(), report.quarantined)))?;
     if close {
         end(tx, &row)?;
     } else {

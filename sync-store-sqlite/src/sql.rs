@@ -30,12 +30,16 @@ pub(crate) const SCHEMA_VERSION: &str = "_sync_schema_version";
 pub(crate) const SEQ: &str = "__sync_seq";
 pub(crate) const KIND: &str = "__sync_kind";
 pub(crate) const STATE: &str = "__sync_state";
+/// Why validation rejected a staged row.
+pub(crate) const REASON: &str = "__sync_reason";
 /// `KIND` of a row to upsert, and of a key to delete.
 pub(crate) const KIND_ROW: i64 = 0;
 pub(crate) const KIND_DELETE: i64 = 1;
 /// `STATE` of a staged row before and after validation.
 pub(crate) const STAGED: i64 = 0;
 pub(crate) const VALIDATED: i64 = 1;
+/// `STATE` of a row validation rejected: kept until promotion moves it to the quarantine.
+pub(crate) const REJECTED: i64 = 2;
 
 /// A quoted identifier.
 pub(crate) fn id(name: &str) -> Alias {

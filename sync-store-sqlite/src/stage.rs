@@ -20,7 +20,8 @@ use sync_core::{
 
 use crate::error::SqliteResultExt;
 use crate::sql::{
-    self, execute, id, staging_table, KIND, KIND_DELETE, KIND_ROW, SEQ, STAGED, STATE, VALIDATED,
+    self, execute, id, staging_table, KIND, KIND_DELETE, KIND_ROW, REASON, REJECTED, SEQ, STAGED,
+    STATE, VALIDATED,
 };
 
 /// A run as recorded in `_sync_runs`.
@@ -175,6 +176,7 @@ pub(crate) fn begin(
     create.col(ColumnDef::new(id(SEQ)).integer().not_null().primary_key());
     create.col(ColumnDef::new(id(KIND)).integer().not_null());
     create.col(ColumnDef::new(id(STATE)).integer().not_null());
+    create.col(ColumnDef::new(id(REASON)).text());
     for c in schema.columns() {
         // Staging holds rows before validation: no NOT NULL here, the quarantine catches them.
         create.col(sql::column_def(&sync_core::Column {
@@ -279,36 +281,17 @@ fn staged_rows(
     Ok(out)
 }
 
-fn quarantine(
-    tx: &Transaction<'_>,
-    run: &StagingRun,
-    table: &str,
-    rows: &[(i64, Row)],
-    reason: &str,
-) -> Result<()> {
-    let now = Utc::now().to_rfc3339();
-    for (seq, row) in rows {
-        let insert = Query::insert()
-            .into_table(id(sql::QUARANTINE))
-            .columns(["sync", "run_id", "row", "reason", "at"].map(id))
-            .values_panic([
-                run.sync.clone().into(),
-                run.run_id.clone().into(),
-                serde_json::to_string(row)?.into(),
-                reason.into(),
-                now.clone().into(),
-            ])
-            .to_owned();
-        execute(tx, &insert)?;
-        execute(
-            tx,
-            &Query::delete()
-                .from_table(id(table))
-                .and_where(Expr::col(id(SEQ)).eq(*seq))
-                .to_owned(),
-        )?;
-    }
-    Ok(())
+/// Sets staged rows matching `filter` aside with `reason`; returns how many.
+fn reject(tx: &Transaction<'_>, table: &str, filter: Expr, reason: &str) -> Result<u64> {
+    let stmt = Query::update()
+        .table(id(table))
+        .value(id(STATE), REJECTED)
+        .value(id(REASON), reason)
+        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).eq(STAGED))
+        .and_where(filter)
+        .to_owned();
+    Ok(execute(tx, &stmt)? as u64)
 }
 
 pub(crate) fn validate(
@@ -318,42 +301,32 @@ pub(crate) fn validate(
 ) -> Result<ValidationReport> {
     let row = this_run(tx, run)?;
     let (schema, table) = (row.run.schema.clone(), row.table());
-    let mut quarantined = 0;
-    let mut required: Vec<(usize, String)> = schema
-        .required()
-        .map(|c| {
-            (
-                c,
-                format!("missing required field {:?}", schema.columns()[c].name),
-            )
-        })
-        .collect();
+    let missing = |c: usize| format!("missing required field {:?}", schema.columns()[c].name);
+    let mut required: Vec<(usize, String)> = schema.required().map(|c| (c, missing(c))).collect();
     for &c in &rules.require {
-        let reason = rules
-            .require_reason
-            .clone()
-            .unwrap_or_else(|| format!("missing required field {:?}", schema.columns()[c].name));
-        required.push((c, reason));
+        required.push((
+            c,
+            rules.require_reason.clone().unwrap_or_else(|| missing(c)),
+        ));
     }
+    let mut quarantined = 0;
     for (c, reason) in required {
-        let bad = staged_rows(
+        quarantined += reject(
             tx,
             &table,
-            &schema,
             Expr::col(id(&schema.columns()[c].name)).is_null(),
+            &reason,
         )?;
-        quarantined += bad.len() as u64;
-        quarantine(tx, run, &table, &bad, &reason)?;
     }
     if !rules.rules.is_empty() {
         for (seq, r) in staged_rows(tx, &table, &schema, Expr::val(1).eq(1))? {
-            if let Some(reason) = rules.rules.iter().find_map(|rule| {
+            let failed = rules.rules.iter().find_map(|rule| {
                 rule.check(&schema, &r)
                     .err()
                     .map(|e| format!("{}: {e}", rule.name()))
-            }) {
-                quarantined += 1;
-                quarantine(tx, run, &table, &[(seq, r)], &reason)?;
+            });
+            if let Some(reason) = failed {
+                quarantined += reject(tx, &table, Expr::col(id(SEQ)).eq(seq), &reason)?;
             }
         }
     }
@@ -375,6 +348,7 @@ pub(crate) fn validate(
         .expr_window_as(Expr::cust("ROW_NUMBER()"), window, id("rn"))
         .from(id(&table))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).ne(REJECTED))
         .to_owned();
     let losers = Query::select()
         .column(id(SEQ))
@@ -388,19 +362,63 @@ pub(crate) fn validate(
             .and_where(Expr::col(id(SEQ)).in_subquery(losers))
             .to_owned(),
     )?;
-    execute(
-        tx,
-        &Query::update()
-            .table(id(&table))
-            .value(id(STATE), VALIDATED)
-            .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-            .to_owned(),
-    )?;
+    let mark = Query::update()
+        .table(id(&table))
+        .value(id(STATE), VALIDATED)
+        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).eq(STAGED))
+        .to_owned();
+    execute(tx, &mark)?;
+    let valid = count(tx, &table, Some(KIND_ROW), Some(VALIDATED))?;
     Ok(ValidationReport {
-        valid: count(tx, &table, Some(KIND_ROW), None)?,
+        valid,
         duplicates_dropped: duplicates as u64,
         quarantined,
     })
+}
+
+/// Moves the rows validation set aside into the quarantine table; returns how many.
+pub(crate) fn quarantine_rejected(
+    tx: &Transaction<'_>,
+    run: &StagingRun,
+    table: &str,
+    schema: &StreamSchema,
+) -> Result<u64> {
+    let mut q = Query::select();
+    q.column(id(REASON))
+        .columns(schema.columns().iter().map(|c| id(&c.name)))
+        .from(id(table));
+    q.and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).eq(REJECTED))
+        .order_by(id(SEQ), Order::Asc);
+    let (text, values) = q.build_rusqlite(SqliteQueryBuilder);
+    let mut stmt = tx.prepare(&text).db()?;
+    let mut rows = stmt.query(&*values.as_params()).db()?;
+    let now = Utc::now().to_rfc3339();
+    let mut moved = 0;
+    while let Some(r) = rows.next().db()? {
+        let reason: String = r.get(0).db()?;
+        let cells = schema
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| sql::from_sql(c, r.get_ref(i + 1).db()?))
+            .collect::<Result<Vec<_>>>()?;
+        let insert = Query::insert()
+            .into_table(id(sql::QUARANTINE))
+            .columns(["sync", "run_id", "row", "reason", "at"].map(id))
+            .values_panic([
+                run.sync.clone().into(),
+                run.run_id.clone().into(),
+                serde_json::to_string(&Row::new(cells))?.into(),
+                reason.into(),
+                now.clone().into(),
+            ])
+            .to_owned();
+        execute(tx, &insert)?;
+        moved += 1;
+    }
+    Ok(moved)
 }
 
 /// Drops the run's staging table and forgets the run.

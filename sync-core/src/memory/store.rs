@@ -38,6 +38,9 @@ struct Run {
     run: StagingRun,
     staged: Vec<Row>,
     validated: Vec<Row>,
+    /// Rows validation rejected, kept with the run until promotion moves them to the
+    /// quarantine (and keeps their keys out of a replace's deletions).
+    rejected: Vec<(Row, String)>,
     deletes: Vec<Key>,
 }
 
@@ -152,7 +155,12 @@ impl MemoryStore {
         Ok(())
     }
 
-    fn commit_checkpoint(s: &mut State, commit: &CheckpointCommit, written: u64) -> Result<u64> {
+    fn commit_checkpoint(
+        s: &mut State,
+        commit: &CheckpointCommit,
+        written: u64,
+        rejected: u64,
+    ) -> Result<u64> {
         let stored = Self::stored(s, &commit.sync)?;
         commit.check(
             stored.as_ref(),
@@ -166,6 +174,7 @@ impl MemoryStore {
         if let Some(entry) = &commit.ledger {
             let mut entry = entry.clone();
             entry.rows_written = entry.rows_written.max(written);
+            entry.rows_rejected = entry.rows_rejected.max(rejected);
             s.ledger.entry(commit.sync.clone()).or_default().push(entry);
         }
         s.log
@@ -257,7 +266,8 @@ impl Stager for MemoryStore {
         if let Some(r) = s.runs.get(sync) {
             let mut run = r.run.clone();
             run.resumed = true;
-            run.staged_rows = (r.staged.len() + r.validated.len() + r.deletes.len()) as u64;
+            run.staged_rows =
+                (r.staged.len() + r.validated.len() + r.rejected.len() + r.deletes.len()) as u64;
             return Ok(run);
         }
         let run = StagingRun {
@@ -276,6 +286,7 @@ impl Stager for MemoryStore {
                 run: run.clone(),
                 staged: Vec::new(),
                 validated: Vec::new(),
+                rejected: Vec::new(),
                 deletes: Vec::new(),
             },
         );
@@ -309,17 +320,8 @@ impl Stager for MemoryStore {
         rows.append(&mut r.staged);
         let outcome = validate_rows(&run.schema, rows, rules);
         r.validated = outcome.valid;
+        r.rejected.extend(outcome.quarantined);
         let report = outcome.report;
-        let quarantined = outcome
-            .quarantined
-            .into_iter()
-            .map(|(row, reason)| QuarantinedRow {
-                sync: run.sync.clone(),
-                run_id: run.run_id.clone(),
-                row,
-                reason,
-            });
-        s.quarantine.extend(quarantined);
         Ok(report)
     }
 
@@ -359,9 +361,17 @@ impl Stager for MemoryStore {
         let r = Self::run_mut(&mut s, run)?;
         let rows = std::mem::take(&mut r.validated);
         let deletes = std::mem::take(&mut r.deletes);
-        let mut report = PromoteReport::default();
+        let rejected = std::mem::take(&mut r.rejected);
+        let mut report = PromoteReport {
+            quarantined: rejected.len() as u64,
+            ..PromoteReport::default()
+        };
         let table = s.tables.get_mut(run.schema.name()).expect("checked above");
-        let mut snapshot_keys = BTreeSet::new();
+        // Keys the snapshot holds, rejected rows included: a replace never deletes them.
+        let mut snapshot_keys: BTreeSet<Key> = rejected
+            .iter()
+            .map(|(r, _)| remap(r, &run.schema, &target_schema).key(&target_schema))
+            .collect();
         for row in rows {
             let row = remap(&row, &run.schema, &target_schema);
             let key = row.key(&target_schema);
@@ -400,7 +410,15 @@ impl Stager for MemoryStore {
                 .retain(|k, row| snapshot_keys.contains(k) || !in_scope(row));
             report.deleted += (before - table.rows.len()) as u64;
         }
-        report.checkpoint_version = Self::commit_checkpoint(&mut s, commit, report.written())?;
+        report.checkpoint_version =
+            Self::commit_checkpoint(&mut s, commit, report.written(), report.quarantined)?;
+        let quarantined = rejected.into_iter().map(|(row, reason)| QuarantinedRow {
+            sync: run.sync.clone(),
+            run_id: run.run_id.clone(),
+            row,
+            reason,
+        });
+        s.quarantine.extend(quarantined);
         if close {
             s.runs.remove(&run.sync);
         }
@@ -457,7 +475,7 @@ impl Checkpoint for MemoryStore {
     }
 
     async fn commit(&self, commit: &CheckpointCommit) -> Result<u64> {
-        Self::commit_checkpoint(&mut self.lock(), commit, 0)
+        Self::commit_checkpoint(&mut self.lock(), commit, 0, 0)
     }
 
     async fn ledger(&self, sync: &str) -> Result<Vec<LedgerEntry>> {

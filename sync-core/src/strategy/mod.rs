@@ -380,8 +380,8 @@ impl RunState {
         }
     }
 
-    /// Validates and promotes everything staged in `run` with `commit` (the ledger row gets
-    /// the quarantine count here and the written count from the store); on an
+    /// Validates and promotes everything staged in `run` with `commit` (the store fills in the
+    /// ledger row's written and rejected counts); on an
     /// outcome-unknown error re-reads the checkpoint and treats the commit as done when it is
     /// there. Updates the run report and the stored checkpoint this run compares against.
     pub(crate) async fn validate_and_promote(
@@ -390,13 +390,10 @@ impl RunState {
         run: &StagingRun,
         rules: &ValidationRules,
         mode: &PromoteMode,
-        mut commit: CheckpointCommit,
+        commit: CheckpointCommit,
         close: bool,
     ) -> Result<(ValidationReport, PromoteReport)> {
         let validation = ctx.stager.validate(run, rules).await?;
-        if let Some(ledger) = commit.ledger.as_mut() {
-            ledger.rows_rejected += validation.quarantined;
-        }
         let promoted = match ctx.stager.promote(run, mode, &commit, close).await {
             Ok(r) => r,
             Err(e) if e.is_outcome_unknown() => {
@@ -423,7 +420,7 @@ impl RunState {
             updated_at: Utc::now(),
         });
         self.report.rows_written += promoted.written();
-        self.report.rows_rejected += validation.quarantined;
+        self.report.rows_rejected += promoted.quarantined;
         self.report.windows += u64::from(commit.ledger.is_some());
         self.report.position = Some(commit.state.position.clone());
         ctx.progress.emit(ProgressEvent::Promoted {

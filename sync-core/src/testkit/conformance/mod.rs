@@ -34,6 +34,7 @@ macro_rules! conformance_suite {
             stager_promote_refuses_unvalidated,
             stager_upsert_never_replaces_newer,
             stager_replace_deletes_missing_within_scope,
+            stager_replace_keeps_keys_of_quarantined_rows,
             stager_failed_commit_changes_nothing,
             stager_commit_faults_are_atomic,
             stager_abort_discards_staged,

@@ -281,8 +281,8 @@ impl RowRule for NoBanned {
 }
 
 /// Rows with missing required values, a missing required extra column or a failing custom
-/// rule are quarantined with a reason and counted (type mismatches never reach staging: a
-/// batch rejects them).
+/// rule are quarantined with a reason and counted, by the promotion and in its ledger row
+/// (type mismatches never reach staging: a batch rejects them).
 pub async fn stager_validate_quarantines_with_reason(h: StoreHandles) {
     let schema = items_schema("quarantine");
     let (run, fence) = open(&h, "s", &schema).await;
@@ -308,40 +308,45 @@ pub async fn stager_validate_quarantines_with_reason(h: StoreHandles) {
     };
     let report = h.stager.validate(&run, &rules).await.unwrap();
     assert_eq!((report.valid, report.quarantined), (1, 3));
+    assert!(
+        h.stager.quarantined("s").await.unwrap().is_empty(),
+        "rows are quarantined with the promotion, not before"
+    );
+    let c = commit("s", None, fence, Position::Start, Position::Page(1));
+    let promoted = h
+        .stager
+        .promote(&run, &PromoteMode::Upsert, &c, true)
+        .await
+        .unwrap();
+    assert_eq!(promoted.quarantined, 3);
     let q = h.stager.quarantined("s").await.unwrap();
     let mut reasons: Vec<_> = q
         .iter()
         .map(|q| (q.row.get(0).to_string(), q.reason.clone()))
         .collect();
     reasons.sort();
+    let expected = [
+        ("banned", "no_banned: id is banned"),
+        ("c", "missing cursor value"),
+        ("v", "missing required field \"version\""),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(reasons, expected);
     assert_eq!(
-        reasons[0],
-        ("banned".to_string(), "no_banned: id is banned".to_string())
+        q.iter()
+            .find(|q| q.row.get(0) == &Value::from("c"))
+            .unwrap()
+            .row,
+        item("c", 1, None)
     );
-    assert_eq!(
-        reasons[1],
-        ("c".to_string(), "missing cursor value".to_string())
-    );
-    assert_eq!(
-        reasons[2],
-        (
-            "v".to_string(),
-            "missing required field \"version\"".to_string()
-        )
-    );
-    h.stager
-        .promote(
-            &run,
-            &PromoteMode::Upsert,
-            &commit("s", None, fence, Position::Start, Position::Page(1)),
-            true,
-        )
-        .await
-        .unwrap();
     assert_eq!(
         ids(&h.stager.read_target("quarantine").await.unwrap()),
         ["ok"]
     );
+    assert_eq!(h.checkpoints.ledger("s").await.unwrap()[0].rows_rejected, 3);
 }
 
 /// Promote refuses staged rows that were not validated, and changes nothing.
@@ -473,15 +478,11 @@ pub async fn stager_replace_deletes_missing_within_scope(h: StoreHandles) {
 pub async fn stager_failed_commit_changes_nothing(h: StoreHandles) {
     let schema = items_schema("atomic");
     let (run, fence) = open(&h, "s", &schema).await;
+    let rows = vec![item("a", 1, Some(1))];
     h.stager
         .stage(
             &run,
-            batch(
-                &schema,
-                vec![item("a", 1, Some(1))],
-                Position::Start,
-                Position::Page(1),
-            ),
+            batch(&schema, rows, Position::Start, Position::Page(1)),
         )
         .await
         .unwrap();
@@ -490,27 +491,34 @@ pub async fn stager_failed_commit_changes_nothing(h: StoreHandles) {
         .await
         .unwrap();
     let newer = h.checkpoints.acquire_fence("s").await.unwrap();
-    let err = h
-        .stager
-        .promote(
-            &run,
-            &PromoteMode::Upsert,
-            &commit("s", None, fence, Position::Start, Position::Page(1)),
-            true,
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Fenced);
-    assert!(h.stager.read_target("atomic").await.unwrap().is_empty());
-    assert!(h.checkpoints.load("s").await.unwrap().is_none());
-    assert!(h.checkpoints.ledger("s").await.unwrap().is_empty());
+    let failing = [
+        (
+            commit("s", None, fence, Position::Start, Position::Page(1)),
+            ErrorKind::Fenced,
+        ),
+        (
+            commit("s", Some(4), newer, Position::Start, Position::Page(1)),
+            ErrorKind::Conflict,
+        ),
+        (
+            commit("s", None, newer, Position::Page(7), Position::Page(8)),
+            ErrorKind::CheckpointDelta,
+        ),
+    ];
+    for (c, kind) in failing {
+        let err = h
+            .stager
+            .promote(&run, &PromoteMode::Upsert, &c, true)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), kind);
+        assert!(h.stager.read_target("atomic").await.unwrap().is_empty());
+        assert!(h.checkpoints.load("s").await.unwrap().is_none());
+        assert!(h.checkpoints.ledger("s").await.unwrap().is_empty());
+    }
+    let ok = commit("s", None, newer, Position::Start, Position::Page(1));
     h.stager
-        .promote(
-            &run,
-            &PromoteMode::Upsert,
-            &commit("s", None, newer, Position::Start, Position::Page(1)),
-            true,
-        )
+        .promote(&run, &PromoteMode::Upsert, &ok, true)
         .await
         .unwrap();
     assert_eq!(ids(&h.stager.read_target("atomic").await.unwrap()), ["a"]);
@@ -521,15 +529,11 @@ pub async fn stager_failed_commit_changes_nothing(h: StoreHandles) {
 pub async fn stager_commit_faults_are_atomic(h: StoreHandles) {
     let schema = items_schema("faults");
     let (run, fence) = open(&h, "s", &schema).await;
+    let rows = vec![item("a", 1, Some(1))];
     h.stager
         .stage(
             &run,
-            batch(
-                &schema,
-                vec![item("a", 1, Some(1))],
-                Position::Start,
-                Position::Page(1),
-            ),
+            batch(&schema, rows, Position::Start, Position::Page(1)),
         )
         .await
         .unwrap();
@@ -547,6 +551,7 @@ pub async fn stager_commit_faults_are_atomic(h: StoreHandles) {
     assert_eq!(err.kind(), ErrorKind::InjectedFault);
     assert!(h.stager.read_target("faults").await.unwrap().is_empty());
     assert!(h.checkpoints.load("s").await.unwrap().is_none());
+    assert!(h.checkpoints.ledger("s").await.unwrap().is_empty());
     h.faults.arm(FaultPoint::AfterCommit, FaultAction::Error);
     let err = h
         .stager
@@ -565,6 +570,13 @@ pub async fn stager_commit_faults_are_atomic(h: StoreHandles) {
             .position,
         Position::Page(1)
     );
+    assert_eq!(h.checkpoints.ledger("s").await.unwrap().len(), 1);
+    let next = h
+        .stager
+        .begin("s", schema.clone(), fence, serde_json::Value::Null)
+        .await
+        .unwrap();
+    assert!(!next.resumed, "the closing promotion ended the run");
 }
 
 /// `abort` discards staged rows and ends the run; target and checkpoint stay.
@@ -656,4 +668,35 @@ pub async fn stager_hostile_identifiers_round_trip(h: StoreHandles) {
             "{name}"
         );
     }
+}
+
+/// A replace never deletes the key of a row that validation set aside: it is still in the
+/// snapshot.
+pub async fn stager_replace_keeps_keys_of_quarantined_rows(h: StoreHandles) {
+    let schema = items_schema("replace_q");
+    load(
+        &h,
+        "s",
+        &schema,
+        vec![item("a", 1, Some(1)), item("b", 1, Some(1))],
+        PromoteMode::Upsert,
+    )
+    .await;
+    let mut broken = item("a", 2, Some(1));
+    broken.values_mut()[1] = Value::Null;
+    load(
+        &h,
+        "s",
+        &schema,
+        vec![broken, item("c", 1, Some(1))],
+        PromoteMode::Replace(ReplaceScope::All),
+    )
+    .await;
+    let target = h.stager.read_target("replace_q").await.unwrap();
+    assert_eq!(
+        target,
+        vec![item("a", 1, Some(1)), item("c", 1, Some(1))],
+        "a stays at its old version, b is gone"
+    );
+    assert_eq!(h.stager.quarantined("s").await.unwrap().len(), 1);
 }
