@@ -223,3 +223,94 @@ async fn an_unordered_source_commits_the_whole_window_once() {
         })
     );
 }
+
+#[tokio::test]
+async fn a_record_moving_to_the_end_between_pages_is_not_skipped() {
+    for keyset in [true, false] {
+        let schema = items_schema("t");
+        let base = sync_core::memory::MemorySource::new((*schema).clone());
+        let caps = sync_core::SourceCapabilities {
+            keyset,
+            ..sync_core::Source::capabilities(&base)
+        };
+        let source = std::sync::Arc::new(base.with_capabilities(caps));
+        let store = std::sync::Arc::new(sync_core::memory::MemoryStore::new());
+        let ctx =
+            sync_core::SyncContext::new("test/sync", source.clone(), store.clone(), store.clone());
+        put(&source, "a", 1, Some(10));
+        put(&source, "b", 1, Some(10));
+        hwm(&source, "t", 10);
+        strategy(2).run(&ctx).await.unwrap();
+        put(&source, "c", 1, Some(11));
+        put(&source, "d", 1, Some(12));
+        hwm(&source, "t", 20);
+        // The first page of the next run re-reads the ties a, b; then "a" moves to the end.
+        let served = source.pages_served();
+        source.mutate_after_page(
+            served + 1,
+            Box::new(|d| {
+                d.upsert(
+                    "t",
+                    sync_core::testkit::item("a", 2, Some(15)).values().to_vec(),
+                )
+            }),
+        );
+        assert!(strategy(2).run(&ctx).await.unwrap().complete);
+        assert_eq!(
+            ids(&store.target_rows("t")),
+            ["a", "b", "c", "d"],
+            "keyset {keyset}: c was skipped"
+        );
+        assert_eq!(store.target_rows("t")[0].get(1), &Value::from(2));
+    }
+}
+
+#[tokio::test]
+async fn an_unordered_window_stopped_by_a_page_limit_resumes_its_fill() {
+    let schema = items_schema("t");
+    let base = sync_core::memory::MemorySource::new((*schema).clone());
+    let caps = sync_core::SourceCapabilities {
+        ordering: sync_core::SourceOrdering::Unordered,
+        ..sync_core::Source::capabilities(&base)
+    };
+    let source = std::sync::Arc::new(base.with_capabilities(caps));
+    let store = std::sync::Arc::new(sync_core::memory::MemoryStore::new());
+    let ctx =
+        sync_core::SyncContext::new("test/sync", source.clone(), store.clone(), store.clone())
+            .with_limits(sync_core::RunLimits {
+                max_pages: Some(2),
+                max_errors: None,
+            });
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        put(&source, id, 1, Some(i as i64 + 1));
+    }
+    hwm(&source, "t", 3);
+    let first = strategy(1).run(&ctx).await.unwrap();
+    assert!(!first.complete);
+    // The source moves on; the resumed window keeps its pinned upper bound.
+    put(&source, "e", 1, Some(4));
+    hwm(&source, "t", 4);
+    let second = strategy(1).run(&ctx).await.unwrap();
+    assert!(second.complete);
+    assert_eq!(ids(&store.target_rows("t")), ["a", "b", "c"]);
+    assert_eq!(
+        second.pages, 1,
+        "only the page after the two staged ones is fetched"
+    );
+    let cp = store
+        .load("test/sync")
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .position;
+    assert_eq!(
+        cp,
+        Position::CursorKey(CursorKey {
+            cursor: vec![Value::from(3)],
+            key: None
+        })
+    );
+    strategy(1).run(&ctx).await.unwrap();
+    assert_eq!(ids(&store.target_rows("t")), ["a", "b", "c", "e"]);
+}

@@ -204,6 +204,15 @@ impl MemorySource {
         self.lock().after_page.entry(n).or_default().push(mutation);
     }
 
+    /// Applies every mutation still waiting for its page, now.
+    pub fn flush_mutations(&self) {
+        let mut state = self.lock();
+        let pending = std::mem::take(&mut state.after_page);
+        for m in pending.into_values().flatten() {
+            m(&mut state.data);
+        }
+    }
+
     /// Sets the value `high_watermark` reports for a stream.
     pub fn set_high_watermark(&self, stream: &str, value: Option<Vec<Value>>) {
         let mut s = self.lock();

@@ -8,6 +8,7 @@
 //! sources make the whole run one window, committed at the end.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -23,7 +24,7 @@ use crate::progress::ProgressEvent;
 use crate::record::{RecordBatch, Row};
 use crate::schema::{ColumnType, StreamSchema};
 use crate::source::{PageRequest, PageSelector, SourceOrdering};
-use crate::stager::{PromoteMode, StagingRun, ValidationRules};
+use crate::stager::{params_from, params_of, PromoteMode, StagingRun, ValidationRules};
 use crate::value::Value;
 
 /// What to do with a record whose cursor value is missing.
@@ -83,6 +84,20 @@ pub struct IncrementalStrategy {
     config: IncrementalConfig,
 }
 
+/// Parameters pinned when a staging run begins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WindowParams {
+    until: Option<Value>,
+    ordered: bool,
+}
+
+/// Fill progress of an unordered window, staged with each page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UnorderedFill {
+    next: Option<PageSelector>,
+    read: u64,
+}
+
 impl IncrementalStrategy {
     /// An incremental strategy; fails on a zero page size or negative lookback or lag.
     pub fn new(config: IncrementalConfig) -> Result<Self> {
@@ -136,8 +151,8 @@ impl IncrementalStrategy {
         let schema = ctx.source.schema(&cfg.stream)?;
         let (cursor_col, cursor_ty) = Self::cursor_column(&schema)?;
         let ordered = ctx.source.capabilities().ordering == SourceOrdering::ByCursorThenKey;
-        let until = self.upper_bound(ctx, cursor_ty).await?;
-        if !ordered && until.is_none() {
+        let fresh_until = self.upper_bound(ctx, cursor_ty).await?;
+        if !ordered && fresh_until.is_none() {
             return Err(Error::unsupported(
                 ctx.source.name(),
                 "incremental sync of an unordered source without a high watermark",
@@ -149,142 +164,263 @@ impl IncrementalStrategy {
             require_reason: Some("missing cursor value".into()),
             rules: Vec::new(),
         };
+        let params = params_of(&WindowParams {
+            until: fresh_until.clone(),
+            ordered,
+        });
         let mut run = st
-            .open_run(
-                ctx,
-                &schema,
-                StrategyKind::Incremental,
-                serde_json::Value::Null,
-            )
+            .open_run(ctx, &schema, StrategyKind::Incremental, params)
             .await?;
-        let mut pos = st.position();
-        if run.resumed && run.staged_rows == 0 && run.progress != pos {
-            run = st.restart_run(ctx, &run, run.params.clone()).await?;
-        }
-        if run.resumed && run.staged_rows > 0 {
-            if ordered && run.progress != pos {
-                // Promote what the interrupted run staged but did not commit.
-                let delta = CheckpointDelta::new(pos.clone(), run.progress.clone())?;
-                self.promote(ctx, st, &run, &rules, delta, 0, Instant::now())
-                    .await?;
-                pos = run.progress.clone();
-            } else {
-                // An unordered window is all or nothing: start it again.
-                run = st.restart_run(ctx, &run, run.params.clone()).await?;
-            }
-        }
-        let since = match &pos {
-            Position::Start => None,
-            Position::CursorKey(ck) if ck.cursor.len() == 1 => {
-                Some(vec![Self::minus(&ck.cursor[0], cfg.lookback)])
-            }
-            other => {
-                return Err(Error::new(
-                    ErrorKind::CheckpointDelta,
-                    "incremental checkpoint has the wrong kind",
-                )
-                .with_context("position", other))
-            }
+        let pinned: Option<WindowParams> = if run.resumed {
+            params_from(&run).ok()
+        } else {
+            None
         };
+        let mut pos = st.position();
+        if run.resumed {
+            match &pinned {
+                // An unordered window resumes its fill with the upper bound it began with.
+                Some(p) if !ordered && !p.ordered && matches!(run.progress, Position::Token(_)) => {
+                }
+                Some(p) if ordered && p.ordered && run.staged_rows > 0 && run.progress != pos => {
+                    // Promote what the interrupted run staged but did not commit.
+                    let delta = CheckpointDelta::new(pos.clone(), run.progress.clone())?;
+                    self.promote(ctx, st, &run, &rules, delta, 0, Instant::now(), false)
+                        .await?;
+                    pos = run.progress.clone();
+                }
+                _ => run = st.restart_run(ctx, &run, run.params.clone()).await?,
+            }
+        }
+        if ordered {
+            let since = self.since(&pos)?;
+            return self
+                .run_ordered(ctx, st, &schema, &run, &rules, pos, since, fresh_until)
+                .await;
+        }
+        let fresh_until = fresh_until.expect("unordered runs have an upper bound");
+        if let Some(p) =
+            pinned.filter(|_| run.resumed && matches!(run.progress, Position::Token(_)))
+        {
+            // Finish the interrupted window with the bound it began with, then sync up to now.
+            let until = p.until.expect("unordered windows pin an upper bound");
+            let since = self.since(&pos)?;
+            if !self
+                .run_unordered(ctx, st, &schema, &run, &rules, pos, since, until)
+                .await?
+            {
+                return Ok(false);
+            }
+            pos = st.position();
+            let params = params_of(&WindowParams {
+                until: Some(fresh_until.clone()),
+                ordered,
+            });
+            run = st
+                .open_run(ctx, &schema, StrategyKind::Incremental, params)
+                .await?;
+        }
+        let since = self.since(&pos)?;
+        self.run_unordered(ctx, st, &schema, &run, &rules, pos, since, fresh_until)
+            .await
+    }
+
+    /// The inclusive lower bound of a run from the checkpoint, lookback applied.
+    fn since(&self, pos: &Position) -> Result<Option<Vec<Value>>> {
+        match pos {
+            Position::Start => Ok(None),
+            Position::CursorKey(ck) if ck.cursor.len() == 1 => {
+                Ok(Some(vec![Self::minus(&ck.cursor[0], self.config.lookback)]))
+            }
+            other => Err(Error::new(
+                ErrorKind::CheckpointDelta,
+                "incremental checkpoint has the wrong kind",
+            )
+            .with_context("position", other)),
+        }
+    }
+
+    /// Ordered by (cursor, key): promote and checkpoint after every page. The next request is
+    /// anchored on the last record seen (keyset `After` when the source serves it, else the
+    /// cursor value with already-seen ties skipped), never on an offset that records moving
+    /// to the end would shift; only inside a run of ties longer than a page does it follow the
+    /// source's own `next`.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_ordered(
+        &self,
+        ctx: &SyncContext,
+        st: &mut RunState,
+        schema: &Arc<StreamSchema>,
+        run: &StagingRun,
+        rules: &ValidationRules,
+        mut pos: Position,
+        since: Option<Vec<Value>>,
+        until: Option<Value>,
+    ) -> Result<bool> {
         let caps = ctx.source.capabilities();
-        let limit = caps.clamp_page_size(cfg.page_size);
+        let limit = caps.clamp_page_size(self.config.page_size);
         let until_bound = until.clone().map(|u| vec![u]);
+        let cursor_col = schema.cursor()[0];
         let mut staged_at = run.progress.clone();
+        let (mut request_since, mut selector) = (since, PageSelector::First);
+        let mut anchor: Option<CursorKey> = None;
         let mut rows_staged = 0;
-        let mut request_since = since;
-        let mut selector = Some(PageSelector::First);
-        let (window_low, window_started) = (pos.clone(), Instant::now());
-        let mut window_read = 0;
-        let mut complete = true;
-        while let Some(sel) = selector.take() {
+        loop {
             if st.page_limit_reached(ctx) {
-                complete = false;
-                break;
+                return Ok(false);
             }
             let req = PageRequest {
-                stream: cfg.stream.clone(),
-                selector: sel,
+                stream: self.config.stream.clone(),
+                selector: selector.clone(),
                 since: request_since.clone(),
                 until: until_bound.clone(),
                 limit,
             };
-            let page = st.fetch_page(ctx, &req).await?;
+            let page = st
+                .fetch_page(ctx, &req)
+                .instrument(tracing::debug_span!("page", selector = ?selector))
+                .await?;
             let read = page.rows.len() as u64;
-            let (rows, page_max) =
-                self.filter(&schema, cursor_col, &pos, until.as_ref(), page.rows)?;
+            let page_last = page
+                .rows
+                .iter()
+                .filter(|r| !r.get(cursor_col).is_null())
+                .map(|r| r.cursor_key(schema))
+                .max_by(|a, b| a.compare(b).unwrap_or(Ordering::Equal));
+            // Rows already seen in this run (ties re-read by an anchored request) are skipped;
+            // rows without a cursor value are taken from the first page only.
+            let unseen: Vec<Row> = page
+                .rows
+                .into_iter()
+                .filter(|r| match &anchor {
+                    None => true,
+                    Some(a) => {
+                        !r.get(cursor_col).is_null()
+                            && r.cursor_key(schema).compare(a) == Some(Ordering::Greater)
+                    }
+                })
+                .collect();
+            let (rows, page_max) = self.filter(schema, cursor_col, &pos, until.as_ref(), unseen)?;
             let new_pos = match page_max {
                 Some(ck)
-                    if ordered
-                        && pos.compare(&Position::CursorKey(ck.clone()))
-                            == Some(Ordering::Less) =>
+                    if pos.compare(&Position::CursorKey(ck.clone())) == Some(Ordering::Less) =>
                 {
                     Position::CursorKey(ck)
                 }
                 _ => pos.clone(),
             };
-            let advanced = new_pos != pos;
-            let stage_it = !rows.is_empty() || advanced;
-            if stage_it {
-                let to = if ordered {
-                    new_pos.clone()
-                } else {
-                    staged_at.clone()
-                };
+            if !rows.is_empty() || new_pos != pos {
                 rows_staged += rows.len() as u64;
-                let batch = RecordBatch::new(
-                    schema.clone(),
-                    rows,
-                    CheckpointDelta {
-                        from: staged_at.clone(),
-                        to,
-                    },
-                )?;
-                staged_at = ctx.stager.stage(&run, batch).await?;
+                let delta = CheckpointDelta {
+                    from: staged_at.clone(),
+                    to: new_pos.clone(),
+                };
+                staged_at = ctx
+                    .stager
+                    .stage(run, RecordBatch::new(schema.clone(), rows, delta)?)
+                    .await?;
                 ctx.progress.emit(ProgressEvent::Staged { rows_staged });
-            }
-            if !ordered {
-                window_read += read;
-            } else if stage_it {
                 let delta = CheckpointDelta::new(pos.clone(), new_pos.clone())?;
-                self.promote(ctx, st, &run, &rules, delta, read, Instant::now())
+                self.promote(ctx, st, run, rules, delta, read, Instant::now(), false)
                     .instrument(tracing::info_span!("batch", high = %new_pos))
                     .await?;
                 pos = new_pos;
             }
-            selector = match (page.next, &pos) {
-                (None, _) => None,
-                // Re-anchor on the new checkpoint rather than trusting offsets: records that
-                // moved to the end while we paged are found again, none is skipped.
-                (Some(_), Position::CursorKey(ck)) if ordered && advanced => {
-                    request_since = Some(ck.cursor.clone());
-                    Some(if caps.keyset {
-                        PageSelector::After(ck.clone())
-                    } else {
-                        PageSelector::First
-                    })
-                }
-                (Some(next), _) => Some(next),
+            let Some(next) = page.next else { break };
+            let progressed = match (&anchor, &page_last) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(a), Some(l)) => l.compare(a) == Some(Ordering::Greater),
             };
-        }
-        if !ordered && complete {
-            let until = until.expect("unordered runs have an upper bound");
-            let end = Position::CursorKey(CursorKey {
-                cursor: vec![until],
-                key: None,
-            });
-            let end = if pos.compare(&end) == Some(Ordering::Greater) {
-                pos.clone()
+            if progressed {
+                let a = page_last.expect("progress means a last record");
+                request_since = Some(a.cursor.clone());
+                selector = if caps.keyset {
+                    PageSelector::After(a.clone())
+                } else {
+                    PageSelector::First
+                };
+                anchor = Some(a);
             } else {
-                end
+                selector = next;
+            }
+        }
+        ctx.stager.abort(run).await?;
+        Ok(true)
+    }
+
+    /// Unordered: the run is one window up to the pinned upper bound. Pages are staged with
+    /// their fill progress, so a run stopped by a limit or a crash resumes the fill; the
+    /// window is promoted once at the end.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_unordered(
+        &self,
+        ctx: &SyncContext,
+        st: &mut RunState,
+        schema: &Arc<StreamSchema>,
+        run: &StagingRun,
+        rules: &ValidationRules,
+        pos: Position,
+        since: Option<Vec<Value>>,
+        until: Value,
+    ) -> Result<bool> {
+        let limit = ctx
+            .source
+            .capabilities()
+            .clamp_page_size(self.config.page_size);
+        let cursor_col = schema.cursor()[0];
+        let mut fill = match &run.progress {
+            Position::Token(t) => serde_json::from_str(t).map_err(|e| {
+                Error::new(
+                    ErrorKind::CorruptState,
+                    "incremental fill progress is malformed",
+                )
+                .with_source(e)
+            })?,
+            _ => UnorderedFill {
+                next: Some(PageSelector::First),
+                read: 0,
+            },
+        };
+        let mut staged_at = run.progress.clone();
+        let started = Instant::now();
+        while let Some(selector) = fill.next.take() {
+            if st.page_limit_reached(ctx) {
+                return Ok(false);
+            }
+            let req = PageRequest {
+                stream: self.config.stream.clone(),
+                selector,
+                since: since.clone(),
+                until: Some(vec![until.clone()]),
+                limit,
             };
-            let delta = CheckpointDelta::new(window_low, end)?;
-            self.promote(ctx, st, &run, &rules, delta, window_read, window_started)
+            let page = st.fetch_page(ctx, &req).await?;
+            fill.read += page.rows.len() as u64;
+            fill.next = page.next;
+            let (rows, _) = self.filter(schema, cursor_col, &pos, Some(&until), page.rows)?;
+            let delta = CheckpointDelta {
+                from: staged_at.clone(),
+                to: Position::Token(serde_json::to_string(&fill)?),
+            };
+            staged_at = ctx
+                .stager
+                .stage(run, RecordBatch::new(schema.clone(), rows, delta)?)
                 .await?;
         }
-        if complete || ordered {
-            ctx.stager.abort(&run).await?;
-        }
-        Ok(complete)
+        let end = Position::CursorKey(CursorKey {
+            cursor: vec![until],
+            key: None,
+        });
+        let end = if pos.compare(&end) == Some(Ordering::Greater) {
+            pos.clone()
+        } else {
+            end
+        };
+        let delta = CheckpointDelta::new(pos, end)?;
+        self.promote(ctx, st, run, rules, delta, fill.read, started, true)
+            .await?;
+        Ok(true)
     }
 
     /// Drops rows at or before the checkpoint (without lookback) and above the upper bound;
@@ -344,6 +480,7 @@ impl IncrementalStrategy {
         delta: CheckpointDelta,
         read: u64,
         started: Instant,
+        close: bool,
     ) -> Result<()> {
         let ledger = st.ledger(
             ctx,
@@ -358,7 +495,7 @@ impl IncrementalStrategy {
             ..st.state()
         };
         let commit = st.commit_for(ctx, delta, state, Some(ledger));
-        st.validate_and_promote(ctx, run, rules, &PromoteMode::Upsert, commit, false)
+        st.validate_and_promote(ctx, run, rules, &PromoteMode::Upsert, commit, close)
             .await?;
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Model test of the incremental strategy: inserts, updates and soft deletes whose cursor
 //! values tie and arrive late (visible up to `settle_lag - 1` units after their cursor
 //! value), runs with small pages (ties straddle page boundaries), crashes at every fault
-//! point, page limits, lookback, and sources with and without keyset paging.
+//! point, page limits, lookback, records that move to the end of the order while a run
+//! pages, and sources ordered (with and without keyset paging) or unordered.
 //!
 //! Promise checked after every run: the checkpoint never moves backwards; every source record
 //! at or before the checkpoint's (cursor, key) is in the target at its current version (the
@@ -20,9 +21,9 @@ use super::{
     assert_unique_keys, attempt, block_on, context, position, run_kind, Monotone, RunKind,
 };
 use crate::fault::FaultPoint;
-use crate::memory::MemorySource;
+use crate::memory::{MemoryPaging, MemorySource};
 use crate::position::Position;
-use crate::source::SourceCapabilities;
+use crate::source::{SourceCapabilities, SourceOrdering};
 use crate::strategy::{IncrementalConfig, IncrementalStrategy};
 use crate::testkit::{item, items_schema, StoreHandles};
 use crate::value::Value;
@@ -53,6 +54,16 @@ pub enum IncrementalOp {
         /// Page size.
         page_size: u32,
     },
+    /// Run the strategy while key `k` is updated right after the run's first page: the
+    /// record moves to the end of the order mid-read.
+    RunWithMove {
+        /// How.
+        kind: RunKind,
+        /// Page size.
+        page_size: u32,
+        /// The key that moves.
+        k: u8,
+    },
 }
 
 /// Case parameters.
@@ -64,6 +75,8 @@ pub struct IncrementalCase {
     pub lookback: i64,
     /// Whether the source serves keyset (`After`) paging.
     pub keyset: bool,
+    /// Whether the source declares no order (the run is one window).
+    pub unordered: bool,
     /// The steps.
     pub ops: Vec<IncrementalOp>,
 }
@@ -83,19 +96,25 @@ pub fn ops() -> impl Strategy<Value = IncrementalCase> {
         1 => (0u8..10, 0i64..4).prop_map(|(k, delay)| IncrementalOp::SoftDelete { k, delay }),
         1 => (0i64..4).prop_map(IncrementalOp::Tick),
         3 => (run_kind(POINTS), 1u32..4).prop_map(|(kind, page_size)| IncrementalOp::Run { kind, page_size }),
+        1 => (run_kind(POINTS), 1u32..4, 0u8..10)
+            .prop_map(|(kind, page_size, k)| IncrementalOp::RunWithMove { kind, page_size, k }),
     ];
     (
         1i64..4,
         prop_oneof![Just(0i64), Just(2i64)],
         any::<bool>(),
+        any::<bool>(),
         proptest::collection::vec(op, 1..40),
     )
-        .prop_map(|(settle_lag, lookback, keyset, ops)| IncrementalCase {
-            settle_lag,
-            lookback,
-            keyset,
-            ops,
-        })
+        .prop_map(
+            |(settle_lag, lookback, keyset, unordered, ops)| IncrementalCase {
+                settle_lag,
+                lookback,
+                keyset,
+                unordered,
+                ops,
+            },
+        )
 }
 
 /// Runs one case against a fresh store from `make`.
@@ -107,9 +126,21 @@ where
     block_on(async {
         let h = make().await;
         let schema = items_schema("inc_items");
-        let base = MemorySource::new((*schema).clone());
+        // An unordered source pages with a continuation token: with offsets over a filtered,
+        // changing set no strategy could read it without loss.
+        let base = MemorySource::new((*schema).clone()).with_paging(if case.unordered {
+            MemoryPaging::Token
+        } else {
+            MemoryPaging::Offset
+        });
+        let ordering = if case.unordered {
+            SourceOrdering::Unordered
+        } else {
+            SourceOrdering::ByCursorThenKey
+        };
         let caps = SourceCapabilities {
             keyset: case.keyset,
+            ordering,
             ..crate::Source::capabilities(&base)
         };
         let source = Arc::new(base.with_capabilities(caps).with_faults(h.faults.clone()));
@@ -139,6 +170,29 @@ where
                     source.upsert(row.values().to_vec());
                 }
                 IncrementalOp::Tick(n) => now += n,
+                IncrementalOp::RunWithMove { kind, page_size, k } => {
+                    // The run starts at `now`; the update happens during it, one tick later.
+                    source.set_high_watermark("inc_items", Some(vec![Value::from(now)]));
+                    let started = now;
+                    if let Some((version, cursor)) = keys.get_mut(&k) {
+                        now += 1;
+                        *version += 1;
+                        *cursor = now.max(cursor.saturating_add(1));
+                        let row = item(&format!("k{k:02}"), *version, Some(*cursor));
+                        let served = source.pages_served();
+                        source.mutate_after_page(
+                            served + 1,
+                            Box::new(move |d| d.upsert("inc_items", row.values().to_vec())),
+                        );
+                    }
+                    let strategy = IncrementalStrategy::new(config(page_size)).unwrap();
+                    let report = attempt(&strategy, &ctx, &h.faults, &kind).await;
+                    source.flush_mutations();
+                    let upper = report
+                        .is_some_and(|r| r.complete)
+                        .then_some(started - case.settle_lag);
+                    verify(&h, &source, &mut mono, upper).await;
+                }
                 IncrementalOp::Run { kind, page_size } => {
                     let strategy = IncrementalStrategy::new(config(page_size)).unwrap();
                     let report = attempt(&strategy, &ctx, &h.faults, &kind).await;
