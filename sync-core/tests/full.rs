@@ -69,9 +69,11 @@ async fn full_resumes_the_fill_after_a_crash_without_refetching_staged_pages() {
         report.pages, 1,
         "only the page after the two staged ones is fetched"
     );
+    let resumed = source.requests().last().unwrap().clone();
     assert_eq!(
-        source.requests().last().unwrap().selector,
-        PageSelector::Offset(4)
+        (resumed.selector, resumed.limit),
+        (PageSelector::Offset(3), 3),
+        "the resumed page re-reads the last staged record to check the source did not shift"
     );
     assert_eq!(store.target_rows("t").len(), 6);
 }
@@ -136,4 +138,45 @@ async fn full_window_needs_a_timestamp_cursor() {
     .unwrap_err();
     assert_eq!(err.kind(), sync_core::ErrorKind::Config);
     assert!(store.load("test/sync").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_source_that_shifts_under_a_resumed_fill_never_loses_a_live_record() {
+    let schema = keyed_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    for id in ["a", "b", "c", "d"] {
+        put(&source, id, 1, None);
+    }
+    let full = FullStrategy::new(FullConfig {
+        page_size: 2,
+        ..FullConfig::new("t")
+    })
+    .unwrap();
+    full.run(&ctx).await.unwrap();
+    let limited = ctx.clone().with_limits(sync_core::RunLimits {
+        max_pages: Some(1),
+        max_errors: None,
+    });
+    assert!(
+        !full.run(&limited).await.unwrap().complete,
+        "a, b staged; the fill continues at offset 2"
+    );
+    source.delete(&sync_core::Key::text("a"));
+    assert!(full.run(&ctx).await.unwrap().complete);
+    let target = ids(&store.target_rows("t"));
+    assert!(
+        target.contains(&"c".to_string()),
+        "live record c was deleted: {target:?}"
+    );
+    let log = store.sync_log("test/sync", 5).await.unwrap();
+    assert!(
+        log.iter().any(|e| e.event == "drift"),
+        "the drift is logged"
+    );
+    full.run(&ctx).await.unwrap();
+    assert_eq!(
+        ids(&store.target_rows("t")),
+        ["b", "c", "d"],
+        "the next snapshot deletes what is really gone"
+    );
 }

@@ -23,8 +23,8 @@ proptest! {
     #![proptest_config(cases())]
 
     #[test]
-    fn full_strategy_matches_model(ops in model::full::ops()) {
-        model::full::check(memory_store, ops);
+    fn full_strategy_matches_model(paging in model::full::paging(), ops in model::full::ops()) {
+        model::full::check(memory_store, paging, ops);
     }
 
     #[test]

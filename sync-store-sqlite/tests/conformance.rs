@@ -41,8 +41,8 @@ mod models {
         #![proptest_config(cases())]
 
         #[test]
-        fn full_strategy_matches_model_on_sqlite(ops in model::full::ops()) {
-            model::full::check(make_store, ops);
+        fn full_strategy_matches_model_on_sqlite(paging in model::full::paging(), ops in model::full::ops()) {
+            model::full::check(make_store, paging, ops);
         }
 
         #[test]

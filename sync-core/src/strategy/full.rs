@@ -10,12 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::{log_failure, RunReport, RunState, Strategy, StrategyKind, SyncContext};
-use crate::checkpoint::{CheckpointState, LedgerStatus};
+use super::{log_entry, log_failure, RunReport, RunState, Strategy, StrategyKind, SyncContext};
+use crate::checkpoint::{CheckpointState, LedgerStatus, LogLevel};
 use crate::error::{Error, ErrorKind, Result};
 use crate::position::{compare_values, CheckpointDelta, CursorKey, Position};
 use crate::progress::ProgressEvent;
-use crate::record::RecordBatch;
+use crate::record::{Key, RecordBatch};
 use crate::schema::{ColumnType, StreamSchema};
 use crate::source::{PageRequest, PageSelector};
 use crate::stager::{params_from, params_of, PromoteMode, ReplaceScope, ValidationRules};
@@ -63,6 +63,8 @@ impl FullConfig {
 struct FullParams {
     since: Option<Vec<Value>>,
     started_at: DateTime<Utc>,
+    /// Page numbers depend on the page size: a resumed fill keeps the one it began with.
+    limit: u32,
 }
 
 /// Fill progress, staged atomically with each page (kept in an opaque token position).
@@ -72,7 +74,35 @@ struct FillProgress {
     pages: u64,
     rows: u64,
     max_cursor: Option<Vec<Value>>,
+    /// The source's total at the last page, to notice it changing under the fill.
+    #[serde(default)]
+    total: Option<u64>,
+    /// The last key read, to check offset pages continue from it.
+    #[serde(default)]
+    last_key: Option<Key>,
+    /// The source changed while the fill read it: rows it seems to lack may only have
+    /// shifted out of view, so this snapshot deletes nothing.
+    #[serde(default)]
+    drifted: bool,
 }
+
+impl FillProgress {
+    fn new() -> Self {
+        FillProgress {
+            next: Some(PageSelector::First),
+            pages: 0,
+            rows: 0,
+            max_cursor: None,
+            total: None,
+            last_key: None,
+            drifted: false,
+        }
+    }
+}
+
+/// Fills restarted in one run because the source shifted, before the run settles for a
+/// snapshot that deletes nothing.
+const MAX_FILL_RESTARTS: u32 = 3;
 
 /// The full strategy.
 #[derive(Debug, Clone)]
@@ -92,11 +122,12 @@ impl FullStrategy {
     async fn run_inner(&self, ctx: &SyncContext, st: &mut RunState) -> Result<bool> {
         let cfg = &self.config;
         let schema = ctx.source.schema(&cfg.stream)?;
-        let scope = self.scope(&schema)?;
+        let fresh_scope = self.scope(&schema)?;
         ctx.stager.ensure_stream(&schema).await?;
         let fresh = FullParams {
-            since: scope.as_ref().map(|(_, since)| vec![since.clone()]),
+            since: fresh_scope.as_ref().map(|(_, since)| vec![since.clone()]),
             started_at: Utc::now(),
+            limit: ctx.source.capabilities().clamp_page_size(cfg.page_size),
         };
         let run = st
             .open_run(ctx, &schema, StrategyKind::Full, params_of(&fresh))
@@ -106,13 +137,13 @@ impl FullStrategy {
         } else {
             fresh
         };
+        // The delete scope is the window the fill reads, pinned when it began.
+        let scope = fresh_scope
+            .map(|(column, _)| column)
+            .zip(params.since.as_ref().and_then(|s| s.first().cloned()));
+        let mut run = run;
         let mut fill = match &run.progress {
-            Position::Start => FillProgress {
-                next: Some(PageSelector::First),
-                pages: 0,
-                rows: 0,
-                max_cursor: None,
-            },
+            Position::Start => FillProgress::new(),
             Position::Token(t) => serde_json::from_str(t).map_err(|e| {
                 Error::new(
                     ErrorKind::CorruptState,
@@ -131,9 +162,10 @@ impl FullStrategy {
         if run.resumed {
             tracing::info!(sync = %ctx.sync, pages = fill.pages, rows = fill.rows, "resuming full-sync fill");
         }
-        let limit = ctx.source.capabilities().clamp_page_size(cfg.page_size);
+        let limit = params.limit;
         let mut staged_at = run.progress.clone();
         let window_started = Instant::now();
+        let mut restarts = 0;
         while let Some(selector) = fill.next.take() {
             if st.page_limit_reached(ctx) {
                 fill.next = Some(selector);
@@ -141,15 +173,50 @@ impl FullStrategy {
             }
             let req = PageRequest {
                 stream: cfg.stream.clone(),
-                selector,
+                selector: selector.clone(),
                 since: params.since.clone(),
                 until: None,
                 limit,
             };
-            let page = st
-                .fetch_page(ctx, &req)
-                .instrument(tracing::debug_span!("page", pages = fill.pages))
-                .await?;
+            let span = tracing::debug_span!("page", pages = fill.pages);
+            let page = match selector {
+                PageSelector::Offset(offset) => {
+                    let last = fill.last_key.clone();
+                    let continued = st
+                        .fetch_continuing(ctx, &req, offset, last.as_ref(), &schema)
+                        .instrument(span)
+                        .await?;
+                    fill.drifted |= !continued.continuous;
+                    continued.page
+                }
+                _ => st.fetch_page(ctx, &req).instrument(span).await?,
+            };
+            if let (Some(before), Some(now)) = (fill.total, page.total) {
+                fill.drifted |= before != now;
+            }
+            if fill.drifted && restarts < MAX_FILL_RESTARTS {
+                // The source shifted under the fill: read it again rather than miss records.
+                restarts += 1;
+                let message =
+                    "the source changed while the fill read it; reading it again".to_string();
+                tracing::warn!(sync = %ctx.sync, restarts, "{message}");
+                ctx.checkpoints
+                    .append_log(&log_entry(
+                        ctx,
+                        &st.run_id,
+                        LogLevel::Warn,
+                        "drift",
+                        message,
+                    ))
+                    .await?;
+                run = st.restart_run(ctx, &run, run.params.clone()).await?;
+                (fill, staged_at) = (FillProgress::new(), run.progress.clone());
+                continue;
+            }
+            fill.total = page.total.or(fill.total);
+            if let Some(last) = page.rows.last() {
+                fill.last_key = Some(last.key(&schema));
+            }
             for row in &page.rows {
                 let c = row.cursor_values(&schema);
                 if !c.is_empty()
@@ -195,7 +262,22 @@ impl FullStrategy {
             new
         };
         let delta = CheckpointDelta::new(old.clone(), new.clone())?;
-        let mode = match (cfg.delete_missing, scope) {
+        if fill.drifted && cfg.delete_missing {
+            let message =
+                "the source changed while the fill read it; this snapshot deletes nothing"
+                    .to_string();
+            tracing::warn!(sync = %ctx.sync, "{message}");
+            ctx.checkpoints
+                .append_log(&log_entry(
+                    ctx,
+                    &st.run_id,
+                    LogLevel::Warn,
+                    "drift",
+                    message,
+                ))
+                .await?;
+        }
+        let mode = match (cfg.delete_missing && !fill.drifted, scope) {
             (false, _) => PromoteMode::Upsert,
             (true, None) => PromoteMode::Replace(ReplaceScope::All),
             (true, Some((column, since))) => {

@@ -89,6 +89,8 @@ pub struct IncrementalStrategy {
 struct WindowParams {
     until: Option<Value>,
     ordered: bool,
+    /// Page numbers depend on the page size: a resumed fill keeps the one it began with.
+    limit: u32,
 }
 
 /// Fill progress of an unordered window, staged with each page.
@@ -164,12 +166,13 @@ impl IncrementalStrategy {
             require_reason: Some("missing cursor value".into()),
             rules: Vec::new(),
         };
-        let params = params_of(&WindowParams {
+        let fresh = WindowParams {
             until: fresh_until.clone(),
             ordered,
-        });
+            limit: ctx.source.capabilities().clamp_page_size(cfg.page_size),
+        };
         let mut run = st
-            .open_run(ctx, &schema, StrategyKind::Incremental, params)
+            .open_run(ctx, &schema, StrategyKind::Incremental, params_of(&fresh))
             .await?;
         let pinned: Option<WindowParams> = if run.resumed {
             params_from(&run).ok()
@@ -198,30 +201,24 @@ impl IncrementalStrategy {
                 .run_ordered(ctx, st, &schema, &run, &rules, pos, since, fresh_until)
                 .await;
         }
-        let fresh_until = fresh_until.expect("unordered runs have an upper bound");
         if let Some(p) =
             pinned.filter(|_| run.resumed && matches!(run.progress, Position::Token(_)))
         {
             // Finish the interrupted window with the bound it began with, then sync up to now.
-            let until = p.until.expect("unordered windows pin an upper bound");
             let since = self.since(&pos)?;
             if !self
-                .run_unordered(ctx, st, &schema, &run, &rules, pos, since, until)
+                .run_unordered(ctx, st, &schema, &run, &rules, pos, since, &p)
                 .await?
             {
                 return Ok(false);
             }
             pos = st.position();
-            let params = params_of(&WindowParams {
-                until: Some(fresh_until.clone()),
-                ordered,
-            });
             run = st
-                .open_run(ctx, &schema, StrategyKind::Incremental, params)
+                .open_run(ctx, &schema, StrategyKind::Incremental, params_of(&fresh))
                 .await?;
         }
         let since = self.since(&pos)?;
-        self.run_unordered(ctx, st, &schema, &run, &rules, pos, since, fresh_until)
+        self.run_unordered(ctx, st, &schema, &run, &rules, pos, since, &fresh)
             .await
     }
 
@@ -362,12 +359,15 @@ impl IncrementalStrategy {
         rules: &ValidationRules,
         pos: Position,
         since: Option<Vec<Value>>,
-        until: Value,
+        params: &WindowParams,
     ) -> Result<bool> {
-        let limit = ctx
-            .source
-            .capabilities()
-            .clamp_page_size(self.config.page_size);
+        let limit = params.limit;
+        let until = params.until.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::CorruptState,
+                "an unordered window has no pinned upper bound",
+            )
+        })?;
         let cursor_col = schema.cursor()[0];
         let mut fill = match &run.progress {
             Position::Token(t) => serde_json::from_str(t).map_err(|e| {

@@ -24,10 +24,11 @@ use crate::error::{Error, ErrorKind, Result, RetryClass};
 use crate::position::{CheckpointDelta, Position};
 use crate::progress::{Progress, ProgressEvent};
 use crate::queue::ChangeQueue;
+use crate::record::Key;
 use crate::retry::{RetryPolicy, RunLimits};
 use crate::schema::StreamSchema;
 use crate::sink::Sink;
-use crate::source::{Page, PageRequest, Source};
+use crate::source::{Page, PageRequest, PageSelector, Source};
 use crate::stager::{
     PromoteMode, PromoteReport, Stager, StagingRun, ValidationReport, ValidationRules,
 };
@@ -285,18 +286,26 @@ impl RunState {
         ctx: &SyncContext,
         req: &PageRequest,
     ) -> Result<Page> {
-        let page = self
-            .retrying(ctx, || ctx.source.fetch_page(req))
+        let page = self.fetch_uncounted(ctx, req).await?;
+        self.count_page(ctx, page.rows.len());
+        Ok(page)
+    }
+
+    async fn fetch_uncounted(&self, ctx: &SyncContext, req: &PageRequest) -> Result<Page> {
+        self.retrying(ctx, || ctx.source.fetch_page(req))
             .await
-            .map_err(|e| e.with_context("stream", &req.stream))?;
+            .map_err(|e| e.with_context("stream", &req.stream))
+    }
+
+    /// Counts a page of `rows` new records in the report and the progress events.
+    fn count_page(&mut self, ctx: &SyncContext, rows: usize) {
         self.report.pages += 1;
-        self.report.rows_read += page.rows.len() as u64;
+        self.report.rows_read += rows as u64;
         ctx.progress.emit(ProgressEvent::Page {
             pages: self.report.pages,
             rows_fetched: self.report.rows_read,
         });
-        tracing::debug!(sync = %ctx.sync, page = self.report.pages, rows = page.rows.len(), "page fetched");
-        Ok(page)
+        tracing::debug!(sync = %ctx.sync, page = self.report.pages, rows, "page fetched");
     }
 
     /// Runs a source or sink call under the retry policy and the `max_errors` limit.
@@ -460,6 +469,61 @@ impl RunState {
             .await?;
         ctx.progress.emit(ProgressEvent::RunFinished { complete });
         Ok(self.report)
+    }
+}
+
+/// A page read at an offset, and whether it continues from the record read before it.
+pub(crate) struct ContinuedPage {
+    pub(crate) page: Page,
+    /// False when the record before the offset is not the last key seen: records were
+    /// inserted or deleted before the offset and the offsets shifted.
+    pub(crate) continuous: bool,
+}
+
+impl RunState {
+    /// Fetches the page at `offset`. When `last_key` is known and `offset > 0` it asks for one
+    /// record more, starting one before the offset, and checks that record is `last_key`; the
+    /// record is dropped when it matches. A server that clamps pages to one record is asked
+    /// again at `offset` so the read still moves on.
+    pub(crate) async fn fetch_continuing(
+        &mut self,
+        ctx: &SyncContext,
+        base: &PageRequest,
+        offset: u64,
+        last_key: Option<&Key>,
+        schema: &StreamSchema,
+    ) -> Result<ContinuedPage> {
+        let at = |offset, limit| PageRequest {
+            selector: PageSelector::Offset(offset),
+            limit,
+            ..base.clone()
+        };
+        let Some(last_key) = last_key.filter(|_| offset > 0) else {
+            let page = self.fetch_page(ctx, &at(offset, base.limit)).await?;
+            return Ok(ContinuedPage {
+                page,
+                continuous: true,
+            });
+        };
+        let mut page = self
+            .fetch_uncounted(ctx, &at(offset - 1, base.limit.saturating_add(1)))
+            .await?;
+        let continuous = page
+            .rows
+            .first()
+            .is_some_and(|r| &r.key(schema) == last_key);
+        if continuous {
+            page.rows.remove(0);
+        }
+        self.count_page(ctx, page.rows.len());
+        if continuous && page.rows.is_empty() && page.next.is_some() {
+            let more = self.fetch_page(ctx, &at(offset, base.limit)).await?;
+            page = Page {
+                total: more.total.or(page.total),
+                ..more
+            };
+        }
+        Ok(ContinuedPage { page, continuous })
     }
 }
 

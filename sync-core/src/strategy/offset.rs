@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::{log_entry, log_failure, RunReport, RunState, Strategy, StrategyKind, SyncContext};
+use super::{
+    log_entry, log_failure, ContinuedPage, RunReport, RunState, Strategy, StrategyKind, SyncContext,
+};
 use crate::checkpoint::{CheckpointState, LedgerStatus, LogLevel};
 use crate::error::{Error, ErrorKind, Result};
 use crate::position::{CheckpointDelta, Position};
@@ -181,43 +183,27 @@ impl OffsetStrategy {
                 ctx.stager.abort(&run).await?;
                 return Ok(false);
             }
-            let overlap = offset > 0 && extra.last_key.is_some();
-            let request_offset = if overlap { offset - 1 } else { offset };
-            let req = PageRequest {
+            let base = PageRequest {
                 stream: cfg.stream.clone(),
-                selector: PageSelector::Offset(request_offset),
+                selector: PageSelector::Offset(offset),
                 since: None,
                 until: None,
-                limit: if overlap {
-                    limit.saturating_add(1)
-                } else {
-                    limit
-                },
+                limit,
             };
-            let mut page = st.fetch_page(ctx, &req).await?;
-            if overlap && page.rows.len() == 1 && page.next.is_some() {
-                // The server clamps pages to one record: the overlap ate the page. The
-                // overlap record matched or not is still checked below; read on without it.
-                let next = PageRequest {
-                    selector: PageSelector::Offset(offset),
-                    limit,
-                    ..req.clone()
-                };
-                let more = st.fetch_page(ctx, &next).await?;
-                page.rows.extend(more.rows);
-                page.next = more.next;
-                page.total = more.total.or(page.total);
-            }
-            let mut rows = page.rows;
+            let ContinuedPage { page, continuous } = st
+                .fetch_continuing(ctx, &base, offset, extra.last_key.as_ref(), &schema)
+                .await?;
             let drift = match (run_total, page.total) {
-                (Some(before), Some(now)) if before != now => Some(format!("source total changed from {before} to {now}")),
-                _ if overlap => match rows.first().map(|r| r.key(&schema)) {
-                    Some(k) if Some(&k) == extra.last_key.as_ref() => None,
-                    first => Some(format!(
-                        "page at offset {request_offset} starts with {} instead of the last key seen",
-                        first.map_or_else(|| "nothing".to_string(), |k| k.to_string())
-                    )),
-                },
+                (Some(before), Some(now)) if before != now => {
+                    Some(format!("source total changed from {before} to {now}"))
+                }
+                _ if !continuous => Some(format!(
+                    "the record before offset {offset} is no longer {}",
+                    extra
+                        .last_key
+                        .as_ref()
+                        .map_or_else(String::new, ToString::to_string)
+                )),
                 _ => None,
             };
             if let Some(reason) = drift {
@@ -228,13 +214,14 @@ impl OffsetStrategy {
                 }
                 restarts += 1;
                 tracing::warn!(sync = %ctx.sync, %reason, "offset drift; restarting the scan");
+                let message = format!("{reason}; restarting from 0");
                 ctx.checkpoints
                     .append_log(&log_entry(
                         ctx,
                         &st.run_id,
                         LogLevel::Warn,
                         "drift",
-                        format!("{reason}; restarting from 0"),
+                        message,
                     ))
                     .await?;
                 ctx.checkpoints.reset(&ctx.sync, st.fence).await?;
@@ -245,9 +232,7 @@ impl OffsetStrategy {
                 continue;
             }
             run_total = page.total.or(run_total);
-            if overlap && !rows.is_empty() {
-                rows.remove(0);
-            }
+            let rows = page.rows;
             let at_end = page.next.is_none();
             if rows.is_empty() && !at_end {
                 return Err(Error::new(
