@@ -28,6 +28,13 @@ pub enum ProgressEvent {
         /// Rows staged so far.
         rows_staged: u64,
     },
+    /// A window `(low, high]` is being committed.
+    Window {
+        /// Exclusive lower bound.
+        low: Position,
+        /// Inclusive upper bound.
+        high: Position,
+    },
     /// A window was promoted and the checkpoint advanced.
     Promoted {
         /// Rows written so far.

@@ -243,6 +243,7 @@ async fn progress_events_follow_the_run() {
             ProgressEvent::Staged { rows_staged } => format!("staged {rows_staged}"),
             ProgressEvent::Promoted { rows_promoted, .. } => format!("promoted {rows_promoted}"),
             ProgressEvent::RunFinished { complete } => format!("finished {complete}"),
+            ProgressEvent::Window { low, .. } => format!("window from {low}"),
             other => format!("{other:?}"),
         });
     }
@@ -254,6 +255,7 @@ async fn progress_events_follow_the_run() {
             "staged 1",
             "page 2/2",
             "staged 2",
+            "window from start",
             "promoted 2",
             "finished true"
         ]

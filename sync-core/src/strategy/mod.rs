@@ -402,6 +402,10 @@ impl RunState {
         commit: CheckpointCommit,
         close: bool,
     ) -> Result<(ValidationReport, PromoteReport)> {
+        ctx.progress.emit(ProgressEvent::Window {
+            low: commit.delta.from.clone(),
+            high: commit.delta.to.clone(),
+        });
         let validation = ctx.stager.validate(run, rules).await?;
         let promoted = match ctx.stager.promote(run, mode, &commit, close).await {
             Ok(r) => r,

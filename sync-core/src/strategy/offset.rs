@@ -5,6 +5,11 @@
 //! key seen: when records were inserted or deleted before the offset, the check fails and the
 //! run fails with [`ErrorKind::Drift`] or restarts the scan from zero, as configured, instead
 //! of skipping records silently. A change of the source's total within a run is drift too.
+//!
+//! One shift no offset reader can see: an insert and a delete before the offset between two
+//! pages cancel out (the record before the offset and the total are unchanged), and the
+//! inserted record is never read. Sources that offer a cursor or keyset order should use the
+//! incremental strategy; a periodic reset and rescan bounds the exposure here.
 
 use std::time::Instant;
 
@@ -192,6 +197,7 @@ impl OffsetStrategy {
             };
             let ContinuedPage { page, continuous } = st
                 .fetch_continuing(ctx, &base, offset, extra.last_key.as_ref(), &schema)
+                .instrument(tracing::debug_span!("page", offset))
                 .await?;
             let drift = match (run_total, page.total) {
                 (Some(before), Some(now)) if before != now => {

@@ -6,7 +6,7 @@
 //! Promise checked after every step: for each id whose latest queue entry is at or below the
 //! promoted position, the target equals the source; at or below the delivered position, the
 //! sink's copy equals the source; delivered never passes promoted; the history of committed
-//! windows is contiguous from 0 to the position; the position never moves backwards. Finally,
+//! windows is contiguous from 0 to the position; neither position ever moves backwards. Finally,
 //! once every producer committed, one clean run makes target and sink equal to the source.
 //! (Out-of-order visibility needs `MemoryStore::reserve`, so this model runs on the memory
 //! store; database stores test their high-water mark with concurrent writers.)
@@ -119,7 +119,7 @@ pub fn check(ops: Vec<SequenceOp>) {
             latest: BTreeMap::new(),
         };
         let mut pending: Vec<(SequenceNo, u8, bool)> = Vec::new();
-        let mut mono = Monotone::default();
+        let (mut mono, mut delivered_mono) = (Monotone::default(), Monotone::default());
         for op in ops {
             match op {
                 SequenceOp::Change { k, delete } => {
@@ -172,7 +172,7 @@ pub fn check(ops: Vec<SequenceOp>) {
                     }
                 }
             }
-            verify(&hx, &mut mono).await;
+            verify(&hx, &mut mono, &mut delivered_mono).await;
         }
         for (seq, k, delete) in pending.drain(..) {
             hx.mutate(k, delete);
@@ -192,7 +192,7 @@ pub fn check(ops: Vec<SequenceOp>) {
     });
 }
 
-async fn verify(hx: &Harness, mono: &mut Monotone) {
+async fn verify(hx: &Harness, mono: &mut Monotone, delivered_mono: &mut Monotone) {
     let schema = keyed_schema("seq_items");
     let stored = hx.store.load("model/sequence").await.unwrap();
     let seq = |p: Option<&Position>| match p {
@@ -202,6 +202,7 @@ async fn verify(hx: &Harness, mono: &mut Monotone) {
     let promoted = seq(stored.as_ref().map(|s| &s.state.position));
     let delivered = seq(stored.as_ref().and_then(|s| s.state.delivered.as_ref()));
     mono.observe(stored.as_ref().map(|s| &s.state.position));
+    delivered_mono.observe(stored.as_ref().and_then(|s| s.state.delivered.as_ref()));
     assert!(
         delivered <= promoted,
         "delivered {delivered} passed promoted {promoted}"
