@@ -221,7 +221,7 @@ fn read_log(conn: &Connection, sync: &str, limit: usize) -> Result<Vec<SyncLogEn
         .from(id(sql::LOG))
         .and_where(Expr::col(id("sync")).eq(sync))
         .order_by(id("id"), Order::Desc)
-        .limit(limit as u64)
+        .limit(limit.min(i64::MAX as usize) as u64)
         .to_owned();
     let (text, values) = q.build_rusqlite(SqliteQueryBuilder);
     let mut stmt = conn.prepare(&text).db()?;

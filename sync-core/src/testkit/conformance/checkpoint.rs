@@ -207,3 +207,20 @@ pub async fn checkpoint_reset_keeps_ledger(h: StoreHandles) {
         .await
         .unwrap();
 }
+
+/// `sync_log` accepts any limit, `usize::MAX` included.
+pub async fn checkpoint_sync_log_unbounded_limit(h: StoreHandles) {
+    let e = SyncLogEntry {
+        sync: "s".into(),
+        run_id: "r".into(),
+        at: Utc::now(),
+        level: LogLevel::Info,
+        event: "e".into(),
+        message: "m".into(),
+    };
+    h.checkpoints.append_log(&e).await.unwrap();
+    assert_eq!(
+        h.checkpoints.sync_log("s", usize::MAX).await.unwrap().len(),
+        1
+    );
+}

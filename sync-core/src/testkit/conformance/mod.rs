@@ -25,6 +25,7 @@ macro_rules! conformance_suite {
             checkpoint_bad_delta_is_rejected,
             checkpoint_ledger_in_commit_order,
             checkpoint_sync_log_newest_first_limit,
+            checkpoint_sync_log_unbounded_limit,
             checkpoint_reset_keeps_ledger,
             stager_schema_evolution_adds_columns,
             stager_begin_resumes_open_run,

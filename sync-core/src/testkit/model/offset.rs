@@ -114,7 +114,7 @@ where
                     // The offset only moves back through a logged drift restart.
                     let log = h
                         .checkpoints
-                        .sync_log("model/offset", usize::MAX)
+                        .sync_log("model/offset", 100_000)
                         .await
                         .unwrap();
                     let now_drifts = log.iter().filter(|e| e.event == "drift").count();
