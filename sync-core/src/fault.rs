@@ -72,8 +72,11 @@ impl FromStr for FaultPoint {
 pub enum FaultAction {
     /// Return an [`ErrorKind::InjectedFault`] error (outcome unknown at `AfterCommit`).
     Error,
-    /// Abort the process at once, as SIGKILL would (for crash tests in a child process).
+    /// Abort the process at once (SIGABRT).
     Abort,
+    /// Kill the process with SIGKILL, sent by `kill -KILL` to itself: no destructor, no
+    /// flush, no unwinding, exactly as an operator's `kill -9` or the OOM killer.
+    Kill,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +98,8 @@ impl Faults {
         Self::default()
     }
 
-    /// Reads `SYNC_FAULT=point[:action[:skip]]` (action `error` or `abort`, default `abort`),
+    /// Reads `SYNC_FAULT=point[:action[:skip]]` (action `error`, `abort` or `kill`, default
+    /// `abort`),
     /// as crash tests set it for a child process. An unset variable arms nothing.
     pub fn from_env() -> Result<Self> {
         let faults = Faults::new();
@@ -104,6 +108,7 @@ impl Faults {
             let point: FaultPoint = parts.next().unwrap_or_default().parse()?;
             let action = match parts.next() {
                 None | Some("abort") => FaultAction::Abort,
+                Some("kill") => FaultAction::Kill,
                 Some("error") => FaultAction::Error,
                 Some(other) => {
                     return Err(Error::config(format!("unknown fault action {other:?}")))
@@ -160,6 +165,18 @@ impl Faults {
             None => Ok(()),
             Some(FaultAction::Abort) => {
                 eprintln!("sync fault point {point} fired: aborting");
+                std::process::abort()
+            }
+            Some(FaultAction::Kill) => {
+                eprintln!("sync fault point {point} fired: killing the process");
+                let pid = std::process::id().to_string();
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid])
+                    .status();
+                // The signal is on its way; wait for it (abort only if `kill` could not run).
+                for _ in 0..500 {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
                 std::process::abort()
             }
             Some(FaultAction::Error) => {
