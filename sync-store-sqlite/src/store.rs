@@ -86,6 +86,11 @@ impl SqliteStore {
         })
     }
 
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.inner.config.path
+    }
+
     /// The fault set this store checks.
     pub fn faults(&self) -> &Faults {
         &self.inner.faults

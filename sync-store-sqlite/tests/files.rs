@@ -1,0 +1,202 @@
+//! The database file itself: corrupt and foreign files, newer schema versions, ordered
+//! migrations of an older file, and hostile identifiers next to a canary table.
+
+use std::sync::Arc;
+
+use sync_core::memory::MemorySource;
+use sync_core::testkit::{item, keyed_schema};
+use sync_core::{
+    Column, ColumnType, ErrorKind, FullConfig, FullStrategy, Row, Stager, Strategy, StreamSchema,
+    SyncContext, Value,
+};
+use sync_store_sqlite::{SqliteConfig, SqliteStore};
+
+fn db_path() -> std::path::PathBuf {
+    tempfile::tempdir().unwrap().keep().join("store.db")
+}
+
+#[tokio::test]
+async fn a_foreign_file_is_a_clear_error_not_a_panic() {
+    let path = db_path();
+    std::fs::write(&path, b"this is a text file, not a database\n".repeat(200)).unwrap();
+    let err = SqliteStore::open(SqliteConfig::new(&path))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.message()),
+        (ErrorKind::Storage, "file is not a sqlite database")
+    );
+    assert!(
+        err.to_string().contains("store.db"),
+        "the error names the file: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_database_is_a_clear_error_not_a_panic() {
+    let path = db_path();
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let schema = keyed_schema("items");
+    store.ensure_stream(&schema).await.unwrap();
+    drop(store);
+    // Overwrite everything after the header with garbage: the schema pages are gone.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in bytes.iter_mut().skip(100) {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let _ = std::fs::remove_file(path.with_extension("db-wal"));
+    let err = match SqliteStore::open(SqliteConfig::new(&path)).await {
+        Err(e) => e,
+        Ok(store) => store.read_target("items").await.unwrap_err(),
+    };
+    assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
+    assert!(
+        ["database file is corrupt", "file is not a sqlite database"].contains(&err.message()),
+        "unexpected message: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_library_is_refused() {
+    let path = db_path();
+    drop(SqliteStore::open(SqliteConfig::new(&path)).await.unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE \"_sync_schema_version\" SET \"version\" = 99", [])
+        .unwrap();
+    drop(conn);
+    let err = SqliteStore::open(SqliteConfig::new(&path))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage);
+    assert_eq!(err.context_value("schema_version"), Some("99"));
+}
+
+#[tokio::test]
+async fn an_older_database_is_migrated_in_order_keeping_its_data() {
+    let path = db_path();
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let schema = keyed_schema("items");
+    let source = Arc::new(MemorySource::new((*schema).clone()));
+    source.upsert(item("a", 1, None).values().to_vec());
+    let store = Arc::new(store);
+    let ctx = SyncContext::new("m", source, store.clone(), store.clone());
+    FullStrategy::new(FullConfig::new("items"))
+        .unwrap()
+        .run(&ctx)
+        .await
+        .unwrap();
+    drop(ctx);
+    drop(store);
+    // Make it a version-1 database: version 2 added the per-sync indexes.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for t in ["_sync_ledger", "_sync_log", "_sync_quarantine"] {
+        conn.execute(&format!("DROP INDEX \"{t}_by_sync\""), [])
+            .unwrap();
+    }
+    conn.execute("UPDATE \"_sync_schema_version\" SET \"version\" = 1", [])
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    assert_eq!(
+        store.read_target("items").await.unwrap(),
+        vec![item("a", 1, None)]
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row(
+            "SELECT \"version\" FROM \"_sync_schema_version\"",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE '%_by_sync'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!((version, indexes), (2, 3));
+}
+
+#[tokio::test]
+async fn hostile_identifiers_leave_a_canary_table_intact() {
+    let path = db_path();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE canary (x INTEGER); INSERT INTO canary VALUES (42);")
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    for name in [
+        "select",
+        "Order",
+        "a\"b",
+        "x\"; DROP TABLE canary;--",
+        &"n".repeat(63),
+    ] {
+        let other = if name == "Order" { "select" } else { "Order" };
+        let schema = StreamSchema::builder(name)
+            .with_column(Column::required(name, ColumnType::Text))
+            .with_column(Column::new(other, ColumnType::Text))
+            .with_primary_key([name])
+            .build()
+            .unwrap();
+        let source = Arc::new(MemorySource::new(schema.clone()));
+        source.upsert(vec![
+            Value::from(name),
+            Value::from("x\"; DROP TABLE canary;--"),
+        ]);
+        let store = Arc::new(store.clone());
+        let ctx = SyncContext::new(name, source, store.clone(), store.clone());
+        FullStrategy::new(FullConfig::new(name))
+            .unwrap()
+            .run(&ctx)
+            .await
+            .unwrap();
+        let rows = store.read_target(name).await.unwrap();
+        assert_eq!(
+            rows,
+            vec![Row::new(vec![
+                Value::from(name),
+                Value::from("x\"; DROP TABLE canary;--")
+            ])]
+        );
+    }
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let canary: i64 = conn
+        .query_row("SELECT x FROM canary", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(canary, 42);
+}
+
+#[tokio::test]
+async fn names_sqlite_would_confuse_are_rejected_at_config_time() {
+    let store = SqliteStore::open(SqliteConfig::new(db_path()))
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.execute_batch("CREATE TABLE canary (x INTEGER);")
+        .unwrap();
+    drop(conn);
+    let table = |name: &str, cols: &[&str]| {
+        let mut b = StreamSchema::builder(name);
+        for c in cols {
+            b = b.with_column(Column::required(*c, ColumnType::Text));
+        }
+        b.with_primary_key([cols[0]]).build().unwrap()
+    };
+    let cases = [
+        (table("Canary", &["id"]), "a table with this name"),
+        (table("_sync_ledger", &["id"]), "reserved prefix"),
+        (table("t", &["id", "ID"]), "differ only in case"),
+        (table("t", &["id", "__sync_seq"]), "reserved prefix"),
+    ];
+    for (schema, why) in cases {
+        let err = store.ensure_stream(&schema).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{why}: {err}");
+        assert!(err.to_string().contains(why), "{why}: {err}");
+    }
+}
