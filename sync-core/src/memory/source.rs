@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::fault::{FaultPoint, Faults};
-use crate::position::compare_values;
+use crate::position::CursorKey;
 use crate::record::{Key, Row};
 use crate::schema::StreamSchema;
 use crate::source::{Page, PageRequest, PageSelector, Source, SourceCapabilities, SourceOrdering};
@@ -23,7 +23,8 @@ pub enum MemoryPaging {
     Offset,
     /// `Page(n)`, 1-based.
     Page,
-    /// `Token(last key as JSON)`: keyset paging, immune to drift.
+    /// `Token(last record's position as JSON)`: keyset paging in serving order, immune to
+    /// drift.
     Token,
 }
 
@@ -34,6 +35,8 @@ pub type Mutation = Box<dyn FnOnce(&mut MemoryData) + Send>;
 #[derive(Debug, Default)]
 pub struct MemoryData {
     streams: BTreeMap<String, (Arc<StreamSchema>, BTreeMap<Key, Row>)>,
+    /// Bumped by every change, so a sorted snapshot can be reused until the data changes.
+    generation: u64,
 }
 
 impl MemoryData {
@@ -42,10 +45,12 @@ impl MemoryData {
         let (schema, rows) = self.streams.get_mut(stream).expect("unknown memory stream");
         let row = Row::new(values);
         rows.insert(row.key(schema), row);
+        self.generation += 1;
     }
 
     /// Deletes a row of `stream`; returns whether it existed.
     pub fn delete(&mut self, stream: &str, key: &Key) -> bool {
+        self.generation += 1;
         self.streams
             .get_mut(stream)
             .expect("unknown memory stream")
@@ -72,6 +77,38 @@ struct State {
     pages_served: u64,
     requests: Vec<PageRequest>,
     high_watermark: BTreeMap<String, Vec<Value>>,
+    /// The rows of one stream in serving order, valid for one data generation.
+    sorted: Option<(String, u64, Arc<Vec<Row>>)>,
+}
+
+/// Orders two rows by their cursor columns, then their key, without copying values.
+fn serving_order(schema: &StreamSchema, a: &Row, b: &Row) -> std::cmp::Ordering {
+    schema
+        .cursor()
+        .iter()
+        .chain(schema.primary_key())
+        .map(|&i| {
+            a.get(i)
+                .compare(b.get(i))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// Compares a row's cursor columns with a bound.
+fn cursor_vs(schema: &StreamSchema, row: &Row, bound: &[Value]) -> Option<std::cmp::Ordering> {
+    let mut out = std::cmp::Ordering::Equal;
+    for (&i, b) in schema.cursor().iter().zip(bound) {
+        match row.get(i).compare(b)? {
+            std::cmp::Ordering::Equal => {}
+            o => {
+                out = o;
+                break;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// An in-memory [`Source`].
@@ -240,6 +277,30 @@ impl MemorySource {
     }
 }
 
+impl MemorySource {
+    /// Where `row` stands relative to a (cursor, key) position in serving order: by cursor
+    /// then key for an ordered source, by key otherwise.
+    fn serving_vs(&self, schema: &StreamSchema, row: &Row, at: &CursorKey) -> std::cmp::Ordering {
+        use std::cmp::Ordering::Equal;
+        if self.capabilities.ordering == SourceOrdering::ByCursorThenKey {
+            match cursor_vs(schema, row, &at.cursor).unwrap_or(Equal) {
+                Equal => {}
+                o => return o,
+            }
+        }
+        let Some(key) = &at.key else {
+            return std::cmp::Ordering::Less;
+        };
+        schema
+            .primary_key()
+            .iter()
+            .zip(&key.0)
+            .map(|(&i, v)| row.get(i).compare(v).unwrap_or(Equal))
+            .find(|o| o.is_ne())
+            .unwrap_or(Equal)
+    }
+}
+
 fn bad_selector(sel: &PageSelector) -> Error {
     Error::invalid_input("selector does not match this source's paging")
         .with_context("selector", format!("{sel:?}"))
@@ -275,30 +336,37 @@ impl Source for MemorySource {
             state.pages_served += 1;
             return page;
         }
+        let generation = state.data.generation;
         let (schema, rows) = state.data.streams.get(&req.stream).ok_or_else(|| {
             Error::new(ErrorKind::NotFound, "unknown stream").with_context("stream", &req.stream)
         })?;
-        let in_range = |r: &Row| {
-            let c = r.cursor_values(schema);
-            let after_since = req
-                .since
-                .as_ref()
-                .map_or(true, |s| compare_values(&c, s).is_some_and(|o| o.is_ge()));
-            let before_until = req
-                .until
-                .as_ref()
-                .map_or(true, |u| compare_values(&c, u).is_some_and(|o| o.is_le()));
-            // A record without a cursor value is served regardless of bounds, as a sloppy API would.
-            c.iter().any(Value::is_null) || (after_since && before_until)
+        let schema = schema.clone();
+        let cached = match &state.sorted {
+            Some((stream, g, rows)) if stream == &req.stream && *g == generation => rows.clone(),
+            _ => {
+                let mut sorted: Vec<Row> = rows.values().cloned().collect();
+                if self.capabilities.ordering == SourceOrdering::ByCursorThenKey {
+                    sorted.sort_by(|a, b| serving_order(&schema, a, b));
+                }
+                let sorted = Arc::new(sorted);
+                state.sorted = Some((req.stream.clone(), generation, sorted.clone()));
+                sorted
+            }
         };
-        let mut matching: Vec<&Row> = rows.values().filter(|r| in_range(r)).collect();
-        if self.capabilities.ordering == SourceOrdering::ByCursorThenKey {
-            matching.sort_by(|a, b| {
-                a.cursor_key(schema)
-                    .compare(&b.cursor_key(schema))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            });
-        }
+        let schema = &schema;
+        let in_range = |r: &Row| {
+            // A record without a cursor value is served regardless of bounds, as a sloppy API would.
+            schema.cursor().iter().any(|&i| r.get(i).is_null())
+                || (req
+                    .since
+                    .as_ref()
+                    .map_or(true, |s| cursor_vs(schema, r, s).is_some_and(|o| o.is_ge()))
+                    && req
+                        .until
+                        .as_ref()
+                        .map_or(true, |u| cursor_vs(schema, r, u).is_some_and(|o| o.is_le())))
+        };
+        let matching: Vec<&Row> = cached.iter().filter(|r| in_range(r)).collect();
         let total = matching.len() as u64;
         let limit = self
             .silent_limit
@@ -309,16 +377,13 @@ impl Source for MemorySource {
             PageSelector::Offset(o) => *o as usize,
             PageSelector::Page(p) if *p >= 1 => (*p as usize - 1) * limit,
             PageSelector::Token(t) => {
-                let last: Key = serde_json::from_str(t).map_err(|_| bad_selector(&req.selector))?;
-                matching
-                    .iter()
-                    .position(|r| r.key(schema) > last)
-                    .unwrap_or(matching.len())
+                let last: CursorKey =
+                    serde_json::from_str(t).map_err(|_| bad_selector(&req.selector))?;
+                matching.partition_point(|r| self.serving_vs(schema, r, &last).is_le())
             }
-            PageSelector::After(ck) if self.capabilities.keyset => matching
-                .iter()
-                .position(|r| r.cursor_key(schema).compare(ck).is_some_and(|o| o.is_gt()))
-                .unwrap_or(matching.len()),
+            PageSelector::After(ck) if self.capabilities.keyset => {
+                matching.partition_point(|r| self.serving_vs(schema, r, ck).is_le())
+            }
             other => return Err(bad_selector(other)),
         };
         let page: Vec<Row> = matching
@@ -331,15 +396,12 @@ impl Source for MemorySource {
         let next = (end < matching.len()).then(|| match self.paging {
             MemoryPaging::Offset => PageSelector::Offset(end as u64),
             MemoryPaging::Page => PageSelector::Page((start / limit) as u64 + 2),
-            MemoryPaging::Token => PageSelector::Token(
-                serde_json::to_string(
-                    &page
-                        .last()
-                        .expect("a page before the end has rows")
-                        .key(schema),
+            MemoryPaging::Token => {
+                let last = page.last().expect("a page before the end has rows");
+                PageSelector::Token(
+                    serde_json::to_string(&last.cursor_key(schema)).expect("positions serialize"),
                 )
-                .expect("keys serialize"),
-            ),
+            }
         });
         state.pages_served += 1;
         let served = state.pages_served;
