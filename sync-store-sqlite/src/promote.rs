@@ -2,7 +2,7 @@
 //! checkpoint compare-and-set, the ledger row and the log entries.
 
 use rusqlite::Transaction;
-use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
+use sea_query::{Asterisk, Expr, ExprTrait, OnConflict, Order, Query};
 use sync_core::checkpoint::CheckpointCommit;
 use sync_core::stager::{PromoteMode, PromoteReport, ReplaceScope, StagingRun};
 use sync_core::{Error, ErrorKind, FaultPoint, Result, StreamSchema};
@@ -10,9 +10,9 @@ use sync_core::{Error, ErrorKind, FaultPoint, Result, StreamSchema};
 use crate::checkpoint::apply_commit;
 use crate::schema::target_schema;
 use crate::sql::{
-    self, col, execute, id, key_match, KIND, KIND_DELETE, KIND_ROW, SEQ, STAGED, STATE, VALIDATED,
+    self, col, execute, id, key_match, KIND, KIND_DELETE, KIND_ROW, REJECTED, SEQ, STATE,
 };
-use crate::stage::{end, quarantine_rejected, staged_count, this_run};
+use crate::stage::{count_live, end, has_unvalidated, quarantine_rejected, this_run};
 use crate::store::Inner;
 
 const STAGE: &str = "s";
@@ -40,7 +40,7 @@ pub(crate) fn promote(
 ) -> Result<PromoteReport> {
     let row = this_run(tx, run)?;
     let (schema, table) = (row.run.schema.clone(), row.table());
-    if staged_count(tx, &table, KIND_ROW, Some(STAGED))? > 0 {
+    if has_unvalidated(tx, &row)? {
         return Err(
             Error::invalid_input("staged rows were not validated before promote")
                 .with_context("sync", &run.sync),
@@ -54,23 +54,15 @@ pub(crate) fn promote(
         )
         .with_context("stream", stream)
     })?;
-    let valid = staged_count(tx, &table, KIND_ROW, Some(VALIDATED))?;
-    let matched = {
+    let valid = count_live(tx, &table)?;
+    let target_rows = || -> Result<u64> {
         let q = Query::select()
-            .expr(Expr::col(id(SEQ)).count())
-            .from_as(id(&table), id(STAGE))
-            .and_where(col(STAGE, KIND).eq(KIND_ROW))
-            .and_where(col(STAGE, STATE).eq(VALIDATED))
-            .and_where(Expr::exists(
-                Query::select()
-                    .expr(Expr::val(1))
-                    .from(id(stream))
-                    .and_where(key_match(&schema, stream, STAGE))
-                    .to_owned(),
-            ))
+            .expr(Expr::col(Asterisk).count())
+            .from(id(stream))
             .to_owned();
-        sql::query_i64(tx, &q)?.unwrap_or(0) as u64
+        Ok(sql::query_i64(tx, &q)?.unwrap_or(0) as u64)
     };
+    let before = target_rows()?;
 
     // Upsert, never replacing a row by one with an older version guard.
     let columns: Vec<_> = schema
@@ -122,7 +114,7 @@ pub(crate) fn promote(
         .columns(columns.clone())
         .from(id(&table))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-        .and_where(Expr::col(id(STATE)).eq(VALIDATED))
+        .and_where(Expr::col(id(STATE)).ne(REJECTED))
         .order_by(id(SEQ), Order::Asc)
         .to_owned();
     let upsert = Query::insert()
@@ -133,12 +125,12 @@ pub(crate) fn promote(
         .on_conflict(on_conflict)
         .to_owned();
     let changed = execute(tx, &upsert)? as u64;
-    let inserted = valid - matched;
+    let inserted = target_rows()?.saturating_sub(before);
     let updated = changed.saturating_sub(inserted);
     let mut report = PromoteReport {
         inserted,
         updated,
-        unchanged: matched.saturating_sub(updated),
+        unchanged: valid.saturating_sub(changed),
         ..PromoteReport::default()
     };
 

@@ -14,7 +14,7 @@ use crate::error::SqliteResultExt;
 use crate::sql::{self, column_def, execute, id};
 
 /// The newest schema version this library knows.
-pub(crate) const LATEST_VERSION: i64 = 2;
+pub(crate) const LATEST_VERSION: i64 = 3;
 
 fn text(name: &str) -> ColumnDef {
     let mut c = ColumnDef::new(id(name));
@@ -123,6 +123,18 @@ fn migration_2(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Version 3: staging runs record how far validation got, so validating marks no rows.
+fn migration_3(tx: &Transaction<'_>) -> Result<()> {
+    let mut column = ColumnDef::new(id("validated_seq"));
+    column.integer().not_null().default(0);
+    let alter = Table::alter()
+        .table(id(sql::RUNS))
+        .add_column(column)
+        .to_owned();
+    tx.execute(&alter.to_string(SqliteQueryBuilder), []).db()?;
+    Ok(())
+}
+
 /// Brings the database to [`LATEST_VERSION`], one migration per transaction, in order.
 /// A database written by a newer library is refused.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -159,6 +171,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
                 }
             }
             2 => migration_2(&tx)?,
+            3 => migration_3(&tx)?,
             v => return Err(Error::internal(format!("no migration to version {v}"))),
         }
         execute(

@@ -35,9 +35,8 @@ pub(crate) const REASON: &str = "__sync_reason";
 /// `KIND` of a row to upsert, and of a key to delete.
 pub(crate) const KIND_ROW: i64 = 0;
 pub(crate) const KIND_DELETE: i64 = 1;
-/// `STATE` of a staged row before and after validation.
+/// `STATE` of a staged row (validation is tracked by the run's `validated_seq`).
 pub(crate) const STAGED: i64 = 0;
-pub(crate) const VALIDATED: i64 = 1;
 /// `STATE` of a row validation rejected: kept until promotion moves it to the quarantine.
 pub(crate) const REJECTED: i64 = 2;
 
@@ -80,6 +79,24 @@ pub(crate) fn column_def(column: &Column) -> ColumnDef {
     def
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` without going through a strftime parser on the hot path.
+pub(crate) fn timestamp_text(t: &DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    if !(0..=9999).contains(&t.year()) {
+        return t.format(TIMESTAMP_FORMAT).to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() / 1_000 % 1_000_000
+    )
+}
+
 /// The stored form of a value, borrowing text and bytes.
 pub(crate) fn to_sql(v: &Value) -> ToSqlOutput<'_> {
     use rusqlite::types::Value as Owned;
@@ -90,9 +107,7 @@ pub(crate) fn to_sql(v: &Value) -> ToSqlOutput<'_> {
         Value::Float(f) => ToSqlOutput::Owned(Owned::Real(*f)),
         Value::Decimal(d) => ToSqlOutput::Owned(Owned::Text(d.to_string())),
         Value::Bool(b) => ToSqlOutput::Owned(Owned::Integer(i64::from(*b))),
-        Value::Timestamp(t) => {
-            ToSqlOutput::Owned(Owned::Text(t.format(TIMESTAMP_FORMAT).to_string()))
-        }
+        Value::Timestamp(t) => ToSqlOutput::Owned(Owned::Text(timestamp_text(t))),
         Value::Date(d) => ToSqlOutput::Owned(Owned::Text(d.format("%Y-%m-%d").to_string())),
         Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
     }
@@ -237,6 +252,9 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(a < b, "{a} < {b}");
+        assert_eq!(a, "2024-01-01T00:00:00.500000Z");
+        let t: DateTime<Utc> = "2024-02-29T23:59:59.123456789Z".parse().unwrap();
+        assert_eq!(timestamp_text(&t), t.format(TIMESTAMP_FORMAT).to_string());
         assert_eq!(from_sql(&c, ValueRef::Text(a.as_bytes())).unwrap(), early);
     }
 

@@ -21,13 +21,15 @@ use sync_core::{
 use crate::error::SqliteResultExt;
 use crate::sql::{
     self, execute, id, staging_table, KIND, KIND_DELETE, KIND_ROW, REASON, REJECTED, SEQ, STAGED,
-    STATE, VALIDATED,
+    STATE,
 };
 
 /// A run as recorded in `_sync_runs`.
 pub(crate) struct RunRow {
     pub(crate) rowid: i64,
     pub(crate) run: StagingRun,
+    /// Staged rows up to this sequence number have been validated.
+    pub(crate) validated_seq: i64,
 }
 
 impl RunRow {
@@ -52,12 +54,23 @@ fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> Error {
 /// The open run of `sync`, if any.
 pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> {
     let q = Query::select()
-        .columns(["id", "run_id", "schema", "progress", "params", "started_at"].map(id))
+        .columns(
+            [
+                "id",
+                "run_id",
+                "schema",
+                "progress",
+                "params",
+                "started_at",
+                "validated_seq",
+            ]
+            .map(id),
+        )
         .from(id(sql::RUNS))
         .and_where(Expr::col(id("sync")).eq(sync))
         .to_owned();
     let (text, values) = q.build_rusqlite(SqliteQueryBuilder);
-    type Raw = (i64, String, String, String, String, String);
+    type Raw = (i64, String, String, String, String, String, i64);
     let raw: Option<Raw> = conn
         .query_row(&text, &*values.as_params(), |r| {
             Ok((
@@ -67,16 +80,18 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
             ))
         })
         .optional()
         .db()?;
-    let Some((rowid, run_id, schema, progress, params, started_at)) = raw else {
+    let Some((rowid, run_id, schema, progress, params, started_at, validated_seq)) = raw else {
         return Ok(None);
     };
     let schema: StreamSchema = serde_json::from_str(&schema).map_err(corrupt)?;
     Ok(Some(RunRow {
         rowid,
+        validated_seq,
         run: StagingRun {
             sync: sync.to_string(),
             run_id,
@@ -112,16 +127,6 @@ fn count(conn: &Connection, table: &str, kind: Option<i64>, state: Option<i64>) 
         q.and_where(Expr::col(id(STATE)).eq(s));
     }
     Ok(sql::query_i64(conn, &q)?.unwrap_or(0) as u64)
-}
-
-/// Rows of `kind`/`state` still in staging.
-pub(crate) fn staged_count(
-    conn: &Connection,
-    table: &str,
-    kind: i64,
-    state: Option<i64>,
-) -> Result<u64> {
-    count(conn, table, Some(kind), state)
 }
 
 pub(crate) fn begin(
@@ -185,12 +190,6 @@ pub(crate) fn begin(
         }));
     }
     tx.execute(&create.to_string(SqliteQueryBuilder), []).db()?;
-    let mut index = Index::create();
-    index.name(format!("{table}_key")).table(id(&table));
-    for &k in schema.primary_key() {
-        index.col(id(&schema.columns()[k].name));
-    }
-    tx.execute(&index.to_string(SqliteQueryBuilder), []).db()?;
     Ok(run)
 }
 
@@ -301,6 +300,7 @@ pub(crate) fn validate(
 ) -> Result<ValidationReport> {
     let row = this_run(tx, run)?;
     let (schema, table) = (row.run.schema.clone(), row.table());
+    let fresh = || Expr::col(id(SEQ)).gt(row.validated_seq);
     let missing = |c: usize| format!("missing required field {:?}", schema.columns()[c].name);
     let mut required: Vec<(usize, String)> = schema.required().map(|c| (c, missing(c))).collect();
     for &c in &rules.require {
@@ -310,16 +310,30 @@ pub(crate) fn validate(
         ));
     }
     let mut quarantined = 0;
-    for (c, reason) in required {
-        quarantined += reject(
-            tx,
-            &table,
-            Expr::col(id(&schema.columns()[c].name)).is_null(),
-            &reason,
-        )?;
+    // One scan finds out whether any new row lacks a required value (rarely); only then is
+    // each column's reason written.
+    let any_null = required
+        .iter()
+        .map(|(c, _)| Expr::col(id(&schema.columns()[*c].name)).is_null())
+        .reduce(|a, b| a.or(b));
+    if let Some(any_null) = any_null {
+        let probe = Query::select()
+            .expr(Expr::val(1))
+            .from(id(&table))
+            .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+            .and_where(fresh())
+            .and_where(any_null)
+            .limit(1)
+            .to_owned();
+        if sql::query_i64(tx, &probe)?.is_some() {
+            for (c, reason) in &required {
+                let null = Expr::col(id(&schema.columns()[*c].name)).is_null();
+                quarantined += reject(tx, &table, null.and(fresh()), reason)?;
+            }
+        }
     }
     if !rules.rules.is_empty() {
-        for (seq, r) in staged_rows(tx, &table, &schema, Expr::val(1).eq(1))? {
+        for (seq, r) in staged_rows(tx, &table, &schema, fresh())? {
             let failed = rules.rules.iter().find_map(|rule| {
                 rule.check(&schema, &r)
                     .err()
@@ -330,51 +344,102 @@ pub(crate) fn validate(
             }
         }
     }
+    // The key index serves the duplicate check here and the key lookups of the promotion;
+    // built once the first batch is in, it is cheaper than maintaining it row by row.
+    let mut index = Index::create();
+    index
+        .if_not_exists()
+        .name(format!("{table}_key"))
+        .table(id(&table));
+    for &k in schema.primary_key() {
+        index.col(id(&schema.columns()[k].name));
+    }
+    tx.execute(&index.to_string(SqliteQueryBuilder), []).db()?;
     // One row per key: the newest by the version guard, the last staged on ties.
-    let mut window = WindowStatement::new();
-    OverStatement::partition_by_columns(
-        &mut window,
+    let key_cols = || {
         schema
             .primary_key()
             .iter()
-            .map(|&k| id(&schema.columns()[k].name)),
-    );
-    for &g in schema.guard() {
-        window.order_by(id(&schema.columns()[g].name), Order::Desc);
-    }
-    window.order_by(id(SEQ), Order::Desc);
-    let ranked = Query::select()
-        .column(id(SEQ))
-        .expr_window_as(Expr::cust("ROW_NUMBER()"), window, id("rn"))
+            .map(|&k| id(&schema.columns()[k].name))
+    };
+    let live = || {
+        Expr::col(id(KIND))
+            .eq(KIND_ROW)
+            .and(Expr::col(id(STATE)).ne(REJECTED))
+    };
+    let dup_probe = Query::select()
+        .expr(Expr::val(1))
         .from(id(&table))
+        .and_where(live())
+        .group_by_columns(key_cols())
+        .and_having(Expr::col(id(SEQ)).count().gt(1))
+        .limit(1)
+        .to_owned();
+    let mut duplicates = 0;
+    if sql::query_i64(tx, &dup_probe)?.is_some() {
+        let mut window = WindowStatement::new();
+        OverStatement::partition_by_columns(&mut window, key_cols());
+        for &g in schema.guard() {
+            window.order_by(id(&schema.columns()[g].name), Order::Desc);
+        }
+        window.order_by(id(SEQ), Order::Desc);
+        let ranked = Query::select()
+            .column(id(SEQ))
+            .expr_window_as(Expr::cust("ROW_NUMBER()"), window, id("rn"))
+            .from(id(&table))
+            .and_where(live())
+            .to_owned();
+        let losers = Query::select()
+            .column(id(SEQ))
+            .from_subquery(ranked, id("ranked"))
+            .and_where(Expr::col(id("rn")).gt(1))
+            .to_owned();
+        let delete = Query::delete()
+            .from_table(id(&table))
+            .and_where(Expr::col(id(SEQ)).in_subquery(losers))
+            .to_owned();
+        duplicates = execute(tx, &delete)? as u64;
+    }
+    let high = Query::select()
+        .expr(Expr::col(id(SEQ)).max())
+        .from(id(&table))
+        .to_owned();
+    let high = Ord::max(sql::query_i64(tx, &high)?.unwrap_or(0), row.validated_seq);
+    let mark = Query::update()
+        .table(id(sql::RUNS))
+        .value(id("validated_seq"), high)
+        .and_where(Expr::col(id("id")).eq(row.rowid))
+        .to_owned();
+    execute(tx, &mark)?;
+    let valid = count_live(tx, &table)?;
+    Ok(ValidationReport {
+        valid,
+        duplicates_dropped: duplicates,
+        quarantined,
+    })
+}
+
+/// Rows to upsert: staged rows that validation did not set aside.
+pub(crate) fn count_live(conn: &Connection, table: &str) -> Result<u64> {
+    let q = Query::select()
+        .expr(Expr::col(id(SEQ)).count())
+        .from(id(table))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
         .and_where(Expr::col(id(STATE)).ne(REJECTED))
         .to_owned();
-    let losers = Query::select()
-        .column(id(SEQ))
-        .from_subquery(ranked, id("ranked"))
-        .and_where(Expr::col(id("rn")).gt(1))
-        .to_owned();
-    let duplicates = execute(
-        tx,
-        &Query::delete()
-            .from_table(id(&table))
-            .and_where(Expr::col(id(SEQ)).in_subquery(losers))
-            .to_owned(),
-    )?;
-    let mark = Query::update()
-        .table(id(&table))
-        .value(id(STATE), VALIDATED)
+    Ok(sql::query_i64(conn, &q)?.unwrap_or(0) as u64)
+}
+
+/// True when rows were staged after the last validation.
+pub(crate) fn has_unvalidated(conn: &Connection, row: &RunRow) -> Result<bool> {
+    let q = Query::select()
+        .expr(Expr::val(1))
+        .from(id(&row.table()))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-        .and_where(Expr::col(id(STATE)).eq(STAGED))
+        .and_where(Expr::col(id(SEQ)).gt(row.validated_seq))
+        .limit(1)
         .to_owned();
-    execute(tx, &mark)?;
-    let valid = count(tx, &table, Some(KIND_ROW), Some(VALIDATED))?;
-    Ok(ValidationReport {
-        valid,
-        duplicates_dropped: duplicates as u64,
-        quarantined,
-    })
+    Ok(sql::query_i64(conn, &q)?.is_some())
 }
 
 /// Moves the rows validation set aside into the quarantine table; returns how many.

@@ -88,12 +88,17 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
         .unwrap();
     drop(ctx);
     drop(store);
-    // Make it a version-1 database: version 2 added the per-sync indexes.
+    // Make it a version-1 database: version 2 added the per-sync indexes, version 3 a column.
     let conn = rusqlite::Connection::open(&path).unwrap();
     for t in ["_sync_ledger", "_sync_log", "_sync_quarantine"] {
         conn.execute(&format!("DROP INDEX \"{t}_by_sync\""), [])
             .unwrap();
     }
+    conn.execute(
+        "ALTER TABLE \"_sync_runs\" DROP COLUMN \"validated_seq\"",
+        [],
+    )
+    .unwrap();
     conn.execute("UPDATE \"_sync_schema_version\" SET \"version\" = 1", [])
         .unwrap();
     drop(conn);
@@ -118,7 +123,18 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!((version, indexes), (2, 3));
+    let validated: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('_sync_runs') WHERE name = 'validated_seq'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        (version, indexes, validated),
+        (3, 3, 1),
+        "migrations 2 and 3 ran"
+    );
 }
 
 #[tokio::test]
