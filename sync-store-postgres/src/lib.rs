@@ -1,6 +1,188 @@
 //! # sync-store-postgres
 //!
-//! PostgreSQL staging, promotion and checkpoints (shell: filled by the PostgreSQL store issue).
-//! It depends on `sync-core` only; nothing here is implemented yet.
+//! [`PostgresStore`] implements the store-side traits of `sync-core` ([`Stager`],
+//! [`sync_core::Checkpoint`] and [`sync_core::ChangeQueue`]) on PostgreSQL 13 or newer, with
+//! tokio-postgres over a deadpool pool:
+//!
+//! - every table in one schema ([`PostgresConfig::schema`]); the store's own tables migrated
+//!   in order under an advisory lock; targets created from stream schemas and evolved by adding
+//!   columns, never dropping them;
+//! - one UNLOGGED staging table per run, loaded by binary COPY (jsonb sent as its text, never
+//!   re-parsed) together with the run's progress; validation in SQL;
+//! - promotion in one transaction: the guarded `INSERT … ON CONFLICT DO UPDATE … WHERE`, the
+//!   deletes and the scoped replace (readers never see a half-replaced table), the checkpoint
+//!   compare-and-set under row locks with its fencing token, the ledger row and the log;
+//! - serialization failures and deadlocks retried inside the store; a connection lost during
+//!   COMMIT reported as outcome-unknown, which the strategies resolve by re-reading the
+//!   checkpoint before applying anything again;
+//! - a change queue numbered by a counter row locked inside each append's transaction, so
+//!   numbers commit in number order and the safe high-water mark is the largest committed one;
+//! - the password never in `Debug`, logs or errors.
 
-pub use sync_core;
+mod checkpoint;
+mod config;
+mod error;
+mod promote;
+mod queue;
+mod schema;
+mod sql;
+mod stage;
+mod store;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sea_query::{Order, Query};
+use sync_core::stager::{
+    PromoteMode, PromoteReport, QuarantinedRow, Stager, StagingRun, ValidationReport,
+    ValidationRules,
+};
+use sync_core::{
+    CheckpointCommit, FaultPoint, FenceToken, Key, Position, RecordBatch, Result, Row, StreamSchema,
+};
+
+pub use config::PostgresConfig;
+pub use store::PostgresStore;
+
+#[async_trait]
+impl Stager for PostgresStore {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    async fn ensure_stream(&self, stream: &StreamSchema) -> Result<()> {
+        let schema = self.schema.clone();
+        self.transact(move |tx| {
+            let (schema, stream) = (schema.clone(), stream.clone());
+            Box::pin(async move { schema::ensure_stream(tx, &schema, &stream).await })
+        })
+        .await
+    }
+
+    async fn begin(
+        &self,
+        sync: &str,
+        stream: Arc<StreamSchema>,
+        fence: FenceToken,
+        params: serde_json::Value,
+    ) -> Result<StagingRun> {
+        let schema = self.schema.clone();
+        self.transact(move |tx| {
+            let (schema, sync, stream, params) = (
+                schema.clone(),
+                sync.to_string(),
+                stream.clone(),
+                params.clone(),
+            );
+            Box::pin(async move { stage::begin(tx, &schema, &sync, &stream, fence, &params).await })
+        })
+        .await
+    }
+
+    async fn stage(&self, run: &StagingRun, batch: RecordBatch) -> Result<Position> {
+        let schema = self.schema.clone();
+        let batch = Arc::new(batch);
+        let to = self
+            .transact(move |tx| {
+                let (schema, run, batch) = (schema.clone(), run.clone(), batch.clone());
+                Box::pin(async move { stage::stage(tx, &schema, &run, &batch).await })
+            })
+            .await?;
+        self.faults.check(FaultPoint::AfterStage)?;
+        Ok(to)
+    }
+
+    async fn validate(
+        &self,
+        run: &StagingRun,
+        rules: &ValidationRules,
+    ) -> Result<ValidationReport> {
+        let schema = self.schema.clone();
+        self.transact(move |tx| {
+            let (schema, run, rules) = (schema.clone(), run.clone(), rules.clone());
+            Box::pin(async move { stage::validate(tx, &schema, &run, &rules).await })
+        })
+        .await
+    }
+
+    async fn promote(
+        &self,
+        run: &StagingRun,
+        mode: &PromoteMode,
+        commit: &CheckpointCommit,
+        close: bool,
+    ) -> Result<PromoteReport> {
+        self.faults.check(FaultPoint::BeforePromote)?;
+        let (schema, faults) = (self.schema.clone(), self.faults.clone());
+        let report = self
+            .transact(move |tx| {
+                let (schema, faults, run, mode, commit) = (
+                    schema.clone(),
+                    faults.clone(),
+                    run.clone(),
+                    mode.clone(),
+                    commit.clone(),
+                );
+                Box::pin(async move {
+                    promote::promote(tx, &schema, &faults, &run, &mode, &commit, close).await
+                })
+            })
+            .await?;
+        self.faults.check(FaultPoint::AfterCommit)?;
+        Ok(report)
+    }
+
+    async fn abort(&self, run: &StagingRun) -> Result<()> {
+        let schema = self.schema.clone();
+        self.transact(move |tx| {
+            let (schema, run) = (schema.clone(), run.clone());
+            Box::pin(async move {
+                let row = stage::this_run(tx, &schema, &run).await?;
+                stage::end(tx, &schema, &row).await
+            })
+        })
+        .await
+    }
+
+    async fn read_target(&self, stream: &str) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let Some(target) = schema::target_schema(&**client, &self.schema, stream).await? else {
+            return Ok(Vec::new());
+        };
+        let mut q = Query::select();
+        q.columns(target.columns().iter().map(|c| sql::id(&c.name)))
+            .from(sql::table(&self.schema, stream));
+        for &k in target.primary_key() {
+            q.order_by(sql::id(&target.columns()[k].name), Order::Asc);
+        }
+        let rows = sql::query(&**client, &q).await?;
+        sql::read_rows(&rows, &target, 0)
+    }
+
+    async fn read_target_keys(&self, stream: &str, keys: &[Key]) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let Some(target) = schema::target_schema(&**client, &self.schema, stream).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let mut q = Query::select();
+            q.columns(target.columns().iter().map(|c| sql::id(&c.name)))
+                .from(sql::table(&self.schema, stream));
+            q.cond_where(sql::keys_in(&target, chunk));
+            out.extend(sql::read_rows(
+                &sql::query(&**client, &q).await?,
+                &target,
+                0,
+            )?);
+        }
+        out.sort_by_key(|r| r.key(&target));
+        out.dedup_by(|a, b| a.key(&target) == b.key(&target));
+        Ok(out)
+    }
+
+    async fn quarantined(&self, sync: &str) -> Result<Vec<QuarantinedRow>> {
+        let client = self.client().await?;
+        stage::quarantined(&**client, &self.schema, sync).await
+    }
+}

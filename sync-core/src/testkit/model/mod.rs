@@ -31,7 +31,7 @@ use crate::testkit::StoreHandles;
 /// Runs a future on a fresh current-thread runtime (proptest bodies are synchronous).
 pub fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .expect("test runtime")
         .block_on(f)

@@ -1,0 +1,73 @@
+//! The one place PostgreSQL errors become `sync_core::Error`s: serialization failures,
+//! deadlocks, too many connections and a server starting up are transient; unique violations
+//! are conflicts; a lost connection is transient, and during COMMIT its outcome is unknown.
+//! Messages never include the connection string.
+
+use sync_core::{Error, ErrorKind};
+use tokio_postgres::error::SqlState;
+
+/// Classifies a driver error, keeping it as the source.
+pub(crate) fn classify(e: tokio_postgres::Error) -> Error {
+    let code = e.code().cloned();
+    let (kind, transient, message) = match &code {
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE => {
+            (ErrorKind::Storage, true, "serialization failure")
+        }
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED => {
+            (ErrorKind::Storage, true, "deadlock detected")
+        }
+        Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS => {
+            (ErrorKind::Storage, true, "too many connections")
+        }
+        Some(c) if *c == SqlState::CANNOT_CONNECT_NOW => {
+            (ErrorKind::Storage, true, "server is starting up")
+        }
+        Some(c) if *c == SqlState::ADMIN_SHUTDOWN => {
+            (ErrorKind::Storage, true, "server terminated the connection")
+        }
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
+            (ErrorKind::Conflict, false, "unique violation")
+        }
+        Some(c)
+            if *c == SqlState::INVALID_PASSWORD
+                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            (ErrorKind::Config, false, "authentication failed")
+        }
+        Some(_) => (ErrorKind::Storage, false, "postgres error"),
+        None if e.is_closed() => (ErrorKind::Storage, true, "connection closed"),
+        None => (ErrorKind::Storage, true, "connection error"),
+    };
+    let detail = e.as_db_error().map(|d| d.message().to_string());
+    let mut err = Error::new(kind, message);
+    if let Some(d) = detail {
+        err = err.with_context("detail", d);
+    }
+    if let Some(c) = &code {
+        err = err.with_context("sqlstate", c.code());
+    }
+    let err = err.with_source(e);
+    if transient {
+        err.transient()
+    } else {
+        err.permanent()
+    }
+}
+
+/// A failed COMMIT: when the connection broke the transaction may or may not have committed.
+pub(crate) fn classify_commit(e: tokio_postgres::Error) -> Error {
+    let lost = e.code().is_none() || e.code() == Some(&SqlState::ADMIN_SHUTDOWN);
+    let err = classify(e);
+    if lost {
+        err.with_outcome_unknown()
+    } else {
+        err
+    }
+}
+
+/// True when the whole transaction may simply be run again.
+pub(crate) fn is_retryable(e: &Error) -> bool {
+    e.is_transient()
+        && !e.is_outcome_unknown()
+        && matches!(e.context_value("sqlstate"), Some("40001") | Some("40P01"))
+}

@@ -1,0 +1,182 @@
+//! Promotion: staging into the target in one transaction with the checkpoint compare-and-set,
+//! the ledger row and the log entries.
+
+use sea_query::{Asterisk, Expr, ExprTrait, OnConflict, Order, Query};
+use sync_core::checkpoint::CheckpointCommit;
+use sync_core::stager::{PromoteMode, PromoteReport, ReplaceScope, StagingRun};
+use sync_core::{Error, ErrorKind, FaultPoint, Faults, Result, StreamSchema};
+use tokio_postgres::Transaction;
+
+use crate::checkpoint::apply_commit;
+use crate::schema::target_schema;
+use crate::sql::{
+    self, acol, execute, id, key_match, qcol, table, KIND, KIND_DELETE, KIND_ROW, REJECTED, SEQ,
+    STATE,
+};
+use crate::stage::{count_live, end, has_unvalidated, quarantine_rejected, this_run};
+
+const STAGE: &str = "s";
+
+/// `EXISTS (SELECT 1 FROM stage s WHERE s.kind = kind AND s.key = target.key)`; for rows this
+/// includes rows validation set aside: they are in the snapshot, so a replace keeps their keys.
+fn in_stage(schema: &str, stream: &StreamSchema, stage: &str, kind: i16) -> Expr {
+    let target = stream.name();
+    Expr::exists(
+        Query::select()
+            .expr(Expr::cust("1"))
+            .from_as(sql::table(schema, stage), id(STAGE))
+            .and_where(acol(STAGE, KIND).eq(kind))
+            .and_where(key_match(
+                stream,
+                |c| acol(STAGE, c),
+                |c| qcol(schema, target, c),
+            ))
+            .to_owned(),
+    )
+}
+
+pub(crate) async fn promote(
+    tx: &Transaction<'_>,
+    schema: &str,
+    faults: &Faults,
+    run: &StagingRun,
+    mode: &PromoteMode,
+    commit: &CheckpointCommit,
+    close: bool,
+) -> Result<PromoteReport> {
+    let row = this_run(tx, schema, run).await?;
+    let (stream, stage) = (row.run.schema.clone(), row.table());
+    if has_unvalidated(tx, schema, &row).await? {
+        return Err(
+            Error::invalid_input("staged rows were not validated before promote")
+                .with_context("sync", &run.sync),
+        );
+    }
+    let name = stream.name();
+    let target = target_schema(tx, schema, name).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            "stream has no target; call ensure_stream",
+        )
+        .with_context("stream", name)
+    })?;
+    let valid = count_live(tx, schema, &stage).await?;
+    let before = {
+        let q = Query::select()
+            .expr(Expr::col(Asterisk).count())
+            .from(table(schema, name))
+            .to_owned();
+        sql::query_i64(tx, &q).await?.unwrap_or(0) as u64
+    };
+    let columns: Vec<_> = stream
+        .columns()
+        .iter()
+        .filter(|c| target.column_index(&c.name).is_some())
+        .map(|c| id(&c.name))
+        .collect();
+    let key: Vec<_> = stream
+        .primary_key()
+        .iter()
+        .map(|&k| id(&stream.columns()[k].name))
+        .collect();
+    let update: Vec<_> = stream
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            !stream.primary_key().contains(i) && target.column_index(&c.name).is_some()
+        })
+        .map(|(_, c)| id(&c.name))
+        .collect();
+    let mut on_conflict = OnConflict::columns(key);
+    if update.is_empty() {
+        on_conflict.do_nothing();
+    } else {
+        on_conflict.update_columns(update);
+        let guard: Vec<&str> = stream
+            .guard()
+            .iter()
+            .map(|&g| stream.columns()[g].name.as_str())
+            .collect();
+        match guard.as_slice() {
+            [] => {}
+            [g] => {
+                on_conflict.action_and_where(
+                    qcol(schema, name, g)
+                        .is_null()
+                        .or(acol("excluded", g).gt(qcol(schema, name, g))),
+                );
+            }
+            many => {
+                let excluded = Expr::tuple(many.iter().map(|g| acol("excluded", g)));
+                let current = Expr::tuple(many.iter().map(|g| qcol(schema, name, g)));
+                on_conflict.action_and_where(excluded.gt(current));
+            }
+        }
+    }
+    let select = Query::select()
+        .columns(columns.clone())
+        .from(table(schema, &stage))
+        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).ne(REJECTED))
+        .order_by(id(SEQ), Order::Asc)
+        .to_owned();
+    let upsert = Query::insert()
+        .into_table(table(schema, name))
+        .columns(columns)
+        .select_from(select)
+        .map_err(|e| Error::internal("cannot build the promote statement").with_source(e))?
+        .on_conflict(on_conflict)
+        .to_owned();
+    let changed = execute(tx, &upsert).await?;
+    let after = {
+        let q = Query::select()
+            .expr(Expr::col(Asterisk).count())
+            .from(table(schema, name))
+            .to_owned();
+        sql::query_i64(tx, &q).await?.unwrap_or(0) as u64
+    };
+    let inserted = after.saturating_sub(before);
+    let mut report = PromoteReport {
+        inserted,
+        updated: changed.saturating_sub(inserted),
+        unchanged: valid.saturating_sub(changed),
+        ..PromoteReport::default()
+    };
+    let deletes = Query::delete()
+        .from_table(table(schema, name))
+        .and_where(in_stage(schema, &stream, &stage, KIND_DELETE))
+        .to_owned();
+    report.deleted = execute(tx, &deletes).await?;
+    if let PromoteMode::Replace(scope) = mode {
+        let mut replace = Query::delete();
+        replace
+            .from_table(table(schema, name))
+            .and_where(in_stage(schema, &stream, &stage, KIND_ROW).not());
+        if let ReplaceScope::Since { column, since } = scope {
+            let col = &stream.columns()[*column].name;
+            replace.and_where(qcol(schema, name, col).gte(Expr::val(sql::sea_value(since))));
+        }
+        report.deleted += execute(tx, &replace).await?;
+    }
+    report.quarantined = quarantine_rejected(tx, schema, run, &stage, &stream).await?;
+    report.checkpoint_version = apply_commit(
+        tx,
+        schema,
+        commit,
+        Some((report.written(), report.quarantined)),
+    )
+    .await?;
+    if close {
+        end(tx, schema, &row).await?;
+    } else {
+        execute(
+            tx,
+            &Query::delete().from_table(table(schema, &stage)).to_owned(),
+        )
+        .await?;
+    }
+    // Every statement ran; a crash here rolls all of it back.
+    faults.check(FaultPoint::DuringCommit)?;
+    Ok(report)
+}

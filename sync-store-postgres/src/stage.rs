@@ -1,0 +1,513 @@
+//! Staging runs: one UNLOGGED staging table per run, loaded by binary COPY (streamed, so memory
+//! stays bounded), with the run's progress updated in the same transaction; validation in SQL.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::pin_mut;
+use sea_query::{
+    ColumnDef, Expr, ExprTrait, Index, Order, OverStatement, PostgresQueryBuilder, Query, Table,
+    WindowStatement,
+};
+use sync_core::stager::{
+    new_run_id, QuarantinedRow, StagingRun, ValidationReport, ValidationRules,
+};
+use sync_core::{
+    Error, ErrorKind, FenceToken, Position, RecordBatch, Result, Row, StreamSchema, Value,
+};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{GenericClient, Transaction};
+
+use crate::error::classify;
+use crate::sql::{
+    self, ddl, execute, id, pg_type, staging_table, table, Cell, KIND, KIND_DELETE, KIND_ROW,
+    REASON, REJECTED, SEQ, STAGED, STATE,
+};
+
+/// A run as recorded in `_sync_runs`.
+pub(crate) struct RunRow {
+    pub(crate) rowid: i64,
+    pub(crate) run: StagingRun,
+    pub(crate) validated_seq: i64,
+}
+
+impl RunRow {
+    pub(crate) fn table(&self) -> String {
+        staging_table(self.rowid)
+    }
+}
+
+fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorKind::CorruptState, "stored staging run is malformed").with_source(e)
+}
+
+pub(crate) async fn open_run<C: GenericClient>(
+    client: &C,
+    schema: &str,
+    sync: &str,
+) -> Result<Option<RunRow>> {
+    let q = Query::select()
+        .columns(
+            [
+                "id",
+                "run_id",
+                "schema",
+                "progress",
+                "params",
+                "started_at",
+                "validated_seq",
+            ]
+            .map(id),
+        )
+        .from(table(schema, sql::RUNS))
+        .and_where(Expr::col(id("sync")).eq(sync))
+        .to_owned();
+    let rows = sql::query(client, &q).await?;
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
+    let s = |i: usize| -> Result<String> { r.try_get::<_, String>(i).map_err(classify) };
+    let stream: StreamSchema = serde_json::from_str(&s(2)?).map_err(corrupt)?;
+    Ok(Some(RunRow {
+        rowid: r.try_get(0).map_err(classify)?,
+        validated_seq: r.try_get(6).map_err(classify)?,
+        run: StagingRun {
+            sync: sync.to_string(),
+            run_id: s(1)?,
+            schema: Arc::new(stream),
+            progress: serde_json::from_str(&s(3)?).map_err(corrupt)?,
+            staged_rows: 0,
+            params: serde_json::from_str(&s(4)?).map_err(corrupt)?,
+            resumed: true,
+            started_at: r.try_get::<_, DateTime<Utc>>(5).map_err(classify)?,
+        },
+    }))
+}
+
+pub(crate) async fn this_run<C: GenericClient>(
+    client: &C,
+    schema: &str,
+    run: &StagingRun,
+) -> Result<RunRow> {
+    match open_run(client, schema, &run.sync).await? {
+        Some(r) if r.run.run_id == run.run_id => Ok(r),
+        _ => Err(Error::new(ErrorKind::NotFound, "staging run is not open")
+            .with_context("sync", &run.sync)
+            .with_context("run_id", &run.run_id)),
+    }
+}
+
+async fn count<C: GenericClient>(
+    client: &C,
+    schema: &str,
+    stage: &str,
+    live_only: bool,
+) -> Result<u64> {
+    let mut q = Query::select();
+    q.expr(Expr::col(id(SEQ)).count())
+        .from(table(schema, stage));
+    if live_only {
+        q.and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+            .and_where(Expr::col(id(STATE)).ne(REJECTED));
+    }
+    Ok(sql::query_i64(client, &q).await?.unwrap_or(0) as u64)
+}
+
+/// Rows to upsert: staged rows that validation did not set aside.
+pub(crate) async fn count_live<C: GenericClient>(
+    client: &C,
+    schema: &str,
+    stage: &str,
+) -> Result<u64> {
+    count(client, schema, stage, true).await
+}
+
+pub(crate) async fn begin(
+    tx: &Transaction<'_>,
+    schema: &str,
+    sync: &str,
+    stream: &Arc<StreamSchema>,
+    _fence: FenceToken,
+    params: &serde_json::Value,
+) -> Result<StagingRun> {
+    if let Some(mut existing) = open_run(tx, schema, sync).await? {
+        existing.run.staged_rows = count(tx, schema, &existing.table(), false).await?;
+        return Ok(existing.run);
+    }
+    let run = StagingRun {
+        sync: sync.to_string(),
+        run_id: new_run_id(),
+        schema: stream.clone(),
+        progress: Position::Start,
+        staged_rows: 0,
+        params: params.clone(),
+        resumed: false,
+        started_at: Utc::now(),
+    };
+    let insert = Query::insert()
+        .into_table(table(schema, sql::RUNS))
+        .columns(
+            [
+                "sync",
+                "run_id",
+                "stream",
+                "schema",
+                "progress",
+                "params",
+                "started_at",
+            ]
+            .map(id),
+        )
+        .values_panic([
+            sync.into(),
+            run.run_id.clone().into(),
+            stream.name().into(),
+            serde_json::to_string(stream.as_ref())?.into(),
+            serde_json::to_string(&run.progress)?.into(),
+            serde_json::to_string(&run.params)?.into(),
+            run.started_at.into(),
+        ])
+        .returning_col(id("id"))
+        .to_owned();
+    let rowid = sql::query_i64(tx, &insert)
+        .await?
+        .ok_or_else(|| Error::internal("no run id returned"))?;
+    let mut create = Table::create();
+    create.table(table(schema, &staging_table(rowid)));
+    create.col(
+        ColumnDef::new(id(SEQ))
+            .big_integer()
+            .not_null()
+            .primary_key()
+            .auto_increment(),
+    );
+    create.col(ColumnDef::new(id(KIND)).small_integer().not_null());
+    create.col(
+        ColumnDef::new(id(STATE))
+            .small_integer()
+            .not_null()
+            .default(STAGED),
+    );
+    create.col(ColumnDef::new(id(REASON)).text());
+    for c in stream.columns() {
+        create.col(sql::column_def(&sync_core::Column {
+            nullable: true,
+            ..c.clone()
+        }));
+    }
+    // UNLOGGED: staging is rebuilt from the source after a server crash, never trusted from WAL.
+    let ddl_text =
+        create
+            .to_string(PostgresQueryBuilder)
+            .replacen("CREATE TABLE", "CREATE UNLOGGED TABLE", 1);
+    ddl(tx, &ddl_text).await?;
+    Ok(run)
+}
+
+pub(crate) async fn stage(
+    tx: &Transaction<'_>,
+    schema: &str,
+    run: &StagingRun,
+    batch: &RecordBatch,
+) -> Result<Position> {
+    let row = this_run(tx, schema, run).await?;
+    batch
+        .delta()
+        .try_apply(&row.run.progress)
+        .map_err(|e| e.with_context("sync", &run.sync))?;
+    let stream = &row.run.schema;
+    if batch.schema().columns() != stream.columns() {
+        return Err(
+            Error::invalid_input("batch schema differs from the staging run's")
+                .with_context("sync", &run.sync),
+        );
+    }
+    let mut columns = vec![KIND.to_string()];
+    columns.extend(stream.columns().iter().map(|c| c.name.clone()));
+    let quoted: Vec<String> = columns
+        .iter()
+        .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+        .collect();
+    let target = format!("\"{}\".\"{}\"", schema.replace('"', "\"\""), row.table());
+    // COPY is not a statement sea-query builds; identifiers are quoted the way it quotes them.
+    let copy = format!(
+        "COPY {target} ({}) FROM STDIN (FORMAT binary)",
+        quoted.join(", ")
+    );
+    let mut types = vec![Type::INT2];
+    types.extend(stream.columns().iter().map(|c| pg_type(c.ty)));
+    let sink = tx.copy_in(copy.as_str()).await.map_err(classify)?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    let kind_row = KIND_ROW;
+    for r in batch.rows() {
+        let mut fields: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(columns.len());
+        fields.push(&kind_row);
+        let cells: Vec<Cell<'_>> = r.values().iter().map(Cell).collect();
+        fields.extend(cells.iter().map(|c| c as &(dyn ToSql + Sync)));
+        writer.as_mut().write(&fields).await.map_err(classify)?;
+    }
+    let kind_delete = KIND_DELETE;
+    for key in batch.deletes() {
+        let mut key_values = key.0.iter();
+        let cells: Vec<Cell<'_>> = (0..stream.columns().len())
+            .map(|i| {
+                Cell(if stream.primary_key().contains(&i) {
+                    key_values.next().unwrap_or(&Value::Null)
+                } else {
+                    &Value::Null
+                })
+            })
+            .collect();
+        let mut fields: Vec<&(dyn ToSql + Sync)> = vec![&kind_delete];
+        fields.extend(cells.iter().map(|c| c as &(dyn ToSql + Sync)));
+        writer.as_mut().write(&fields).await.map_err(classify)?;
+    }
+    writer.finish().await.map_err(classify)?;
+    let progress = Query::update()
+        .table(table(schema, sql::RUNS))
+        .value(id("progress"), serde_json::to_string(&batch.delta().to)?)
+        .and_where(Expr::col(id("id")).eq(row.rowid))
+        .to_owned();
+    execute(tx, &progress).await?;
+    Ok(batch.delta().to.clone())
+}
+
+async fn reject(
+    tx: &Transaction<'_>,
+    schema: &str,
+    stage: &str,
+    filter: Expr,
+    reason: &str,
+) -> Result<u64> {
+    let stmt = Query::update()
+        .table(table(schema, stage))
+        .value(id(STATE), REJECTED)
+        .value(id(REASON), reason)
+        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).eq(STAGED))
+        .and_where(filter)
+        .to_owned();
+    execute(tx, &stmt).await
+}
+
+async fn rows_where(
+    tx: &Transaction<'_>,
+    schema: &str,
+    stage: &str,
+    stream: &StreamSchema,
+    filter: Expr,
+) -> Result<Vec<(i64, Option<String>, Row)>> {
+    let mut q = Query::select();
+    q.columns([id(SEQ), id(REASON)])
+        .columns(stream.columns().iter().map(|c| id(&c.name)))
+        .from(table(schema, stage));
+    q.and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(filter)
+        .order_by(id(SEQ), Order::Asc);
+    let rows = sql::query(tx, &q).await?;
+    let values = sql::read_rows(&rows, stream, 2)?;
+    rows.iter()
+        .zip(values)
+        .map(|(r, v)| {
+            Ok((
+                r.try_get::<_, i64>(0).map_err(classify)?,
+                r.try_get::<_, Option<String>>(1).map_err(classify)?,
+                v,
+            ))
+        })
+        .collect()
+}
+
+pub(crate) async fn validate(
+    tx: &Transaction<'_>,
+    schema: &str,
+    run: &StagingRun,
+    rules: &ValidationRules,
+) -> Result<ValidationReport> {
+    let row = this_run(tx, schema, run).await?;
+    let (stream, stage) = (row.run.schema.clone(), row.table());
+    let fresh = || Expr::col(id(SEQ)).gt(row.validated_seq);
+    let missing = |c: usize| format!("missing required field {:?}", stream.columns()[c].name);
+    let mut required: Vec<(usize, String)> = stream.required().map(|c| (c, missing(c))).collect();
+    for &c in &rules.require {
+        required.push((
+            c,
+            rules.require_reason.clone().unwrap_or_else(|| missing(c)),
+        ));
+    }
+    let mut quarantined = 0;
+    for (c, reason) in &required {
+        let null = Expr::col(id(&stream.columns()[*c].name)).is_null();
+        quarantined += reject(tx, schema, &stage, null.and(fresh()), reason).await?;
+    }
+    if !rules.rules.is_empty() {
+        let fresh_rows = rows_where(
+            tx,
+            schema,
+            &stage,
+            &stream,
+            fresh().and(Expr::col(id(STATE)).eq(STAGED)),
+        )
+        .await?;
+        for (seq, _, r) in fresh_rows {
+            let failed = rules.rules.iter().find_map(|rule| {
+                rule.check(&stream, &r)
+                    .err()
+                    .map(|e| format!("{}: {e}", rule.name()))
+            });
+            if let Some(reason) = failed {
+                quarantined +=
+                    reject(tx, schema, &stage, Expr::col(id(SEQ)).eq(seq), &reason).await?;
+            }
+        }
+    }
+    let mut index = Index::create();
+    index
+        .if_not_exists()
+        .name(format!("{stage}_key"))
+        .table(table(schema, &stage));
+    for &k in stream.primary_key() {
+        index.col(id(&stream.columns()[k].name));
+    }
+    ddl(tx, &index.to_string(PostgresQueryBuilder)).await?;
+    // One row per key: the newest by the version guard, the last staged on ties.
+    let mut window = WindowStatement::new();
+    OverStatement::partition_by_columns(
+        &mut window,
+        stream
+            .primary_key()
+            .iter()
+            .map(|&k| id(&stream.columns()[k].name)),
+    );
+    for &g in stream.guard() {
+        window.order_by(id(&stream.columns()[g].name), Order::Desc);
+    }
+    window.order_by(id(SEQ), Order::Desc);
+    let ranked = Query::select()
+        .column(id(SEQ))
+        .expr_window_as(Expr::cust("ROW_NUMBER()"), window, id("rn"))
+        .from(table(schema, &stage))
+        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).ne(REJECTED))
+        .to_owned();
+    let losers = Query::select()
+        .column(id(SEQ))
+        .from_subquery(ranked, id("ranked"))
+        .and_where(Expr::col(id("rn")).gt(1i64))
+        .to_owned();
+    let delete = Query::delete()
+        .from_table(table(schema, &stage))
+        .and_where(Expr::col(id(SEQ)).in_subquery(losers))
+        .to_owned();
+    let duplicates = execute(tx, &delete).await?;
+    let high = Query::select()
+        .expr(Expr::col(id(SEQ)).max())
+        .from(table(schema, &stage))
+        .to_owned();
+    let high = Ord::max(
+        sql::query_i64(tx, &high).await?.unwrap_or(0),
+        row.validated_seq,
+    );
+    let mark = Query::update()
+        .table(table(schema, sql::RUNS))
+        .value(id("validated_seq"), high)
+        .and_where(Expr::col(id("id")).eq(row.rowid))
+        .to_owned();
+    execute(tx, &mark).await?;
+    let valid = count_live(tx, schema, &stage).await?;
+    Ok(ValidationReport {
+        valid,
+        duplicates_dropped: duplicates,
+        quarantined,
+    })
+}
+
+/// True when rows were staged after the last validation.
+pub(crate) async fn has_unvalidated(
+    tx: &Transaction<'_>,
+    schema: &str,
+    row: &RunRow,
+) -> Result<bool> {
+    let q = Query::select()
+        .expr(Expr::cust("1"))
+        .from(table(schema, &row.table()))
+        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(SEQ)).gt(row.validated_seq))
+        .limit(1)
+        .to_owned();
+    Ok(sql::query_i64(tx, &q).await?.is_some())
+}
+
+/// Moves the rows validation set aside into the quarantine table; returns how many.
+pub(crate) async fn quarantine_rejected(
+    tx: &Transaction<'_>,
+    schema: &str,
+    run: &StagingRun,
+    stage: &str,
+    stream: &StreamSchema,
+) -> Result<u64> {
+    let rejected = rows_where(tx, schema, stage, stream, Expr::col(id(STATE)).eq(REJECTED)).await?;
+    for (_, reason, r) in &rejected {
+        let insert = Query::insert()
+            .into_table(table(schema, sql::QUARANTINE))
+            .columns(["sync", "run_id", "row", "reason", "at"].map(id))
+            .values_panic([
+                run.sync.clone().into(),
+                run.run_id.clone().into(),
+                serde_json::to_string(r)?.into(),
+                reason.clone().unwrap_or_default().into(),
+                Utc::now().into(),
+            ])
+            .to_owned();
+        execute(tx, &insert).await?;
+    }
+    Ok(rejected.len() as u64)
+}
+
+/// Drops the run's staging table and forgets the run.
+pub(crate) async fn end(tx: &Transaction<'_>, schema: &str, row: &RunRow) -> Result<()> {
+    ddl(
+        tx,
+        &Table::drop()
+            .table(table(schema, &row.table()))
+            .if_exists()
+            .to_string(PostgresQueryBuilder),
+    )
+    .await?;
+    execute(
+        tx,
+        &Query::delete()
+            .from_table(table(schema, sql::RUNS))
+            .and_where(Expr::col(id("id")).eq(row.rowid))
+            .to_owned(),
+    )
+    .await
+    .map(drop)
+}
+
+pub(crate) async fn quarantined<C: GenericClient>(
+    client: &C,
+    schema: &str,
+    sync: &str,
+) -> Result<Vec<QuarantinedRow>> {
+    let q = Query::select()
+        .columns(["run_id", "row", "reason"].map(id))
+        .from(table(schema, sql::QUARANTINE))
+        .and_where(Expr::col(id("sync")).eq(sync))
+        .order_by(id("id"), Order::Asc)
+        .to_owned();
+    let rows = sql::query(client, &q).await?;
+    rows.iter()
+        .map(|r| {
+            let row: String = r.try_get(1).map_err(classify)?;
+            Ok(QuarantinedRow {
+                sync: sync.to_string(),
+                run_id: r.try_get(0).map_err(classify)?,
+                row: serde_json::from_str(&row).map_err(corrupt)?,
+                reason: r.try_get(2).map_err(classify)?,
+            })
+        })
+        .collect()
+}

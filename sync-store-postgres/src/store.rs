@@ -1,0 +1,112 @@
+//! `PostgresStore`: a pool of connections to one PostgreSQL database, all tables in one schema.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sync_core::{Error, ErrorKind, Faults, Result};
+use tokio_postgres::{NoTls, Transaction};
+
+use crate::config::{redact, PostgresConfig};
+use crate::error::{classify, classify_commit, is_retryable};
+use crate::schema;
+
+/// The future a transaction body returns.
+pub(crate) type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 't>>;
+
+/// A store in one PostgreSQL schema. Cloning shares the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pub(crate) pool: Pool,
+    pub(crate) schema: String,
+    pub(crate) faults: Faults,
+    url: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &redact(&self.url))
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema when missing and migrates the store's tables.
+    pub async fn open(config: PostgresConfig) -> Result<Self> {
+        Self::open_with_faults(config, Faults::new()).await
+    }
+
+    /// Opens with a fault set the store checks at its fault points (crash tests).
+    pub async fn open_with_faults(config: PostgresConfig, faults: Faults) -> Result<Self> {
+        let pg = config.validate()?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .build()
+            .map_err(|e| Error::config("cannot build the connection pool").with_source(e))?;
+        let store = PostgresStore {
+            pool,
+            schema: config.schema.clone(),
+            faults,
+            url: config.url.clone(),
+        };
+        let mut client = store.client().await?;
+        schema::migrate(&mut client, &store.schema).await?;
+        Ok(store)
+    }
+
+    /// The fault set this store checks.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// The schema holding the tables.
+    pub fn schema_name(&self) -> &str {
+        &self.schema
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => classify(e),
+            other => Error::new(ErrorKind::Storage, "cannot get a connection")
+                .with_source(other)
+                .transient(),
+        })
+    }
+
+    /// Runs `body` in a transaction and commits it. Serialization failures and deadlocks run
+    /// the whole transaction again; a connection lost during COMMIT is outcome-unknown.
+    pub(crate) async fn transact<T, F>(&self, body: F) -> Result<T>
+    where
+        T: Send,
+        F: for<'t> Fn(&'t Transaction<'t>) -> TxFuture<'t, T> + Send + Sync,
+    {
+        let mut attempt = 1;
+        loop {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(classify)?;
+            let result = match body(&tx).await {
+                Ok(v) => tx.commit().await.map_err(classify_commit).map(|_| v),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if is_retryable(&e) && attempt < 5 => {
+                    tracing::warn!(attempt, error = %e, "retrying the transaction");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The sync-core conformance suite and the strategy models on a real PostgreSQL, each test in
+//! its own schema. The server comes from `SYNC_TEST_POSTGRES_URL`; without it the tests are
+//! skipped (CI always sets it, and then an unreachable server fails them).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use sync_core::testkit::StoreHandles;
+use sync_core::Faults;
+use sync_store_postgres::{PostgresConfig, PostgresStore};
+
+fn url() -> Option<String> {
+    std::env::var("SYNC_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A fresh store in a schema of its own.
+async fn make_store() -> StoreHandles {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let url = url().expect("SYNC_TEST_POSTGRES_URL is set");
+    let schema = format!(
+        "sync_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        fastrand_suffix()
+    );
+    let faults = Faults::new();
+    let store = PostgresStore::open_with_faults(
+        PostgresConfig::new(url)
+            .with_schema(schema)
+            .with_pool_size(2),
+        faults.clone(),
+    )
+    .await
+    .expect("the test database is reachable");
+    StoreHandles::of(Arc::new(store), faults)
+}
+
+fn fastrand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64 % 1_000_000)
+}
+
+sync_core::conformance_suite!(make_store, enabled = url().is_some());
+
+mod models {
+    use proptest::prelude::*;
+    use sync_core::testkit::model;
+
+    use super::{make_store, url};
+
+    fn cases() -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(24);
+        ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn full_strategy_matches_model_on_postgres(paging in model::full::paging(), ops in model::full::ops()) {
+            if url().is_some() {
+                model::full::check(make_store, paging, ops);
+            }
+        }
+
+        #[test]
+        fn incremental_strategy_matches_model_on_postgres(case in model::incremental::ops()) {
+            if url().is_some() {
+                model::incremental::check(make_store, case);
+            }
+        }
+
+        #[test]
+        fn offset_strategy_matches_model_on_postgres(case in model::offset::ops()) {
+            if url().is_some() {
+                model::offset::check(make_store, case);
+            }
+        }
+    }
+}
