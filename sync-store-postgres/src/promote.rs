@@ -23,7 +23,7 @@ fn in_stage(schema: &str, stream: &StreamSchema, stage: &str, kind: i16) -> Expr
     let target = stream.name();
     Expr::exists(
         Query::select()
-            .expr(Expr::cust("1"))
+            .expr(Expr::cust("1::bigint"))
             .from_as(sql::table(schema, stage), id(STAGE))
             .and_where(acol(STAGE, KIND).eq(kind))
             .and_where(key_match(

@@ -258,7 +258,7 @@ pub(crate) async fn ensure_stream(
     match target_schema(tx, schema_name, stream.name()).await? {
         None => {
             let exists = Query::select()
-                .expr(Expr::cust("1"))
+                .expr(Expr::cust("1::bigint"))
                 .from((id("information_schema"), id("tables")))
                 .and_where(Expr::col(id("table_schema")).eq(schema_name))
                 .and_where(Expr::col(id("table_name")).eq(stream.name()))

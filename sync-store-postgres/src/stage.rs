@@ -431,7 +431,7 @@ pub(crate) async fn has_unvalidated(
     row: &RunRow,
 ) -> Result<bool> {
     let q = Query::select()
-        .expr(Expr::cust("1"))
+        .expr(Expr::cust("1::bigint"))
         .from(table(schema, &row.table()))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
         .and_where(Expr::col(id(SEQ)).gt(row.validated_seq))

@@ -157,6 +157,13 @@ pub(crate) fn promote(
         end(tx, &row)?;
     } else {
         execute(tx, &Query::delete().from_table(id(&table)).to_owned())?;
+        // SQLite numbers rows of an emptied table from 1 again: validation starts over too.
+        let reset = Query::update()
+            .table(id(sql::RUNS))
+            .value(id("validated_seq"), 0)
+            .and_where(Expr::col(id("id")).eq(row.rowid))
+            .to_owned();
+        execute(tx, &reset)?;
     }
     // Every statement ran; a crash here rolls all of it back.
     inner.faults.check(FaultPoint::DuringCommit)?;

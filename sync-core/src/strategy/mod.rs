@@ -227,7 +227,8 @@ impl RunState {
     }
 
     /// Begins this strategy's staging run (or resumes it). A run left open by another
-    /// strategy (the sync was switched) is discarded: its progress means nothing here.
+    /// strategy (the sync was switched) or staged under another schema of the stream is
+    /// discarded.
     pub(crate) async fn open_run(
         &self,
         ctx: &SyncContext,
@@ -240,9 +241,16 @@ impl RunState {
             .stager
             .begin(&ctx.sync, schema.clone(), self.fence, tagged.clone())
             .await?;
-        if run.resumed && run.params.get("strategy") != tagged.get("strategy") {
-            tracing::warn!(sync = %ctx.sync, "discarding a staging run left open by another strategy");
-            return self.restart_run(ctx, &run, tagged).await;
+        let other_strategy = run.params.get("strategy") != tagged.get("strategy");
+        if run.resumed && (other_strategy || run.schema != *schema) {
+            // Its progress means nothing to this strategy, or its rows do not fit the stream's
+            // schema any more: read again rather than resume.
+            tracing::warn!(sync = %ctx.sync, other_strategy, "discarding a staging run that cannot be resumed");
+            ctx.stager.abort(&run).await?;
+            return ctx
+                .stager
+                .begin(&ctx.sync, schema.clone(), self.fence, tagged)
+                .await;
         }
         Ok(run)
     }

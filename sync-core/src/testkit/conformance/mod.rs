@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
             stager_validate_keeps_newest_duplicate,
             stager_validate_quarantines_with_reason,
             stager_promote_refuses_unvalidated,
+            stager_rows_after_an_open_promotion_are_validated,
             stager_upsert_never_replaces_newer,
             stager_replace_deletes_missing_within_scope,
             stager_replace_keeps_keys_of_quarantined_rows,

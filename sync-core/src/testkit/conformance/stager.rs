@@ -700,3 +700,68 @@ pub async fn stager_replace_keeps_keys_of_quarantined_rows(h: StoreHandles) {
     );
     assert_eq!(h.stager.quarantined("s").await.unwrap().len(), 1);
 }
+
+/// Rows staged after a promotion that kept the run open are validated like the first ones:
+/// promoting them unvalidated is refused (and keeps them), and validation quarantines them.
+pub async fn stager_rows_after_an_open_promotion_are_validated(h: StoreHandles) {
+    let schema = items_schema("reopen");
+    let (run, fence) = open(&h, "s", &schema).await;
+    let first = vec![item("a", 1, Some(1)), item("b", 1, Some(1))];
+    h.stager
+        .stage(
+            &run,
+            batch(&schema, first, Position::Start, Position::Page(1)),
+        )
+        .await
+        .unwrap();
+    h.stager
+        .validate(&run, &ValidationRules::default())
+        .await
+        .unwrap();
+    let c1 = commit("s", None, fence, Position::Start, Position::Page(1));
+    h.stager
+        .promote(&run, &PromoteMode::Upsert, &c1, false)
+        .await
+        .unwrap();
+    let mut broken = item("c", 1, Some(1));
+    broken.values_mut()[1] = Value::Null;
+    let second = vec![broken, item("d", 1, Some(1))];
+    h.stager
+        .stage(
+            &run,
+            batch(&schema, second, Position::Page(1), Position::Page(2)),
+        )
+        .await
+        .unwrap();
+    let c2 = commit("s", Some(1), fence, Position::Page(1), Position::Page(2));
+    let err = h
+        .stager
+        .promote(&run, &PromoteMode::Upsert, &c2, false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidInput,
+        "unvalidated rows must not be promoted: {err}"
+    );
+    let report = h
+        .stager
+        .validate(&run, &ValidationRules::default())
+        .await
+        .unwrap();
+    assert_eq!((report.valid, report.quarantined), (1, 1));
+    let promoted = h
+        .stager
+        .promote(&run, &PromoteMode::Upsert, &c2, true)
+        .await
+        .unwrap();
+    assert_eq!((promoted.inserted, promoted.quarantined), (1, 1));
+    assert_eq!(
+        ids(&h.stager.read_target("reopen").await.unwrap()),
+        ["a", "b", "d"]
+    );
+    assert_eq!(
+        ids(&[h.stager.quarantined("s").await.unwrap()[0].row.clone()]),
+        ["c"]
+    );
+}
