@@ -314,3 +314,33 @@ async fn an_unordered_window_stopped_by_a_page_limit_resumes_its_fill() {
     }
     assert_eq!(ids(&store.target_rows("t")), ["a", "b", "c", "e"]);
 }
+
+#[tokio::test]
+async fn a_record_without_a_cursor_on_a_later_page_is_quarantined_not_dropped() {
+    let schema = items_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    let page = |rows: Vec<sync_core::Row>, next: Option<sync_core::PageSelector>| sync_core::Page {
+        rows,
+        next,
+        total: None,
+    };
+    let first = vec![
+        sync_core::testkit::item("a", 1, Some(1)),
+        sync_core::testkit::item("b", 1, Some(2)),
+    ];
+    // Like a server that sorts NULLs last: the record without a cursor comes on page 2.
+    let second = vec![
+        sync_core::testkit::item("c", 1, Some(3)),
+        sync_core::testkit::item("nocursor", 1, None),
+    ];
+    source.script_pages([
+        Ok(page(first, Some(sync_core::PageSelector::Offset(2)))),
+        Ok(page(second, None)),
+    ]);
+    hwm(&source, "t", 10);
+    let report = strategy(2).run(&ctx).await.unwrap();
+    assert_eq!(report.rows_rejected, 1);
+    assert_eq!(ids(&store.target_rows("t")), ["a", "b", "c"]);
+    let q = store.quarantined("test/sync").await.unwrap();
+    assert_eq!((q.len(), q[0].reason.as_str()), (1, "missing cursor value"));
+}

@@ -261,6 +261,7 @@ impl IncrementalStrategy {
         let mut staged_at = run.progress.clone();
         let (mut request_since, mut selector) = (since, PageSelector::First);
         let mut anchor: Option<CursorKey> = None;
+        let mut no_cursor_seen = std::collections::BTreeSet::new();
         let mut rows_staged = 0;
         loop {
             if st.page_limit_reached(ctx) {
@@ -285,16 +286,17 @@ impl IncrementalStrategy {
                 .map(|r| r.cursor_key(schema))
                 .max_by(|a, b| a.compare(b).unwrap_or(Ordering::Equal));
             // Rows already seen in this run (ties re-read by an anchored request) are skipped;
-            // rows without a cursor value are taken from the first page only.
+            // a row without a cursor value is taken once, wherever it appears (to quarantine).
             let unseen: Vec<Row> = page
                 .rows
                 .into_iter()
-                .filter(|r| match &anchor {
-                    None => true,
-                    Some(a) => {
-                        !r.get(cursor_col).is_null()
-                            && r.cursor_key(schema).compare(a) == Some(Ordering::Greater)
+                .filter(|r| {
+                    if r.get(cursor_col).is_null() {
+                        return no_cursor_seen.insert(r.key(schema));
                     }
+                    anchor.as_ref().map_or(true, |a| {
+                        r.cursor_key(schema).compare(a) == Some(Ordering::Greater)
+                    })
                 })
                 .collect();
             let (rows, page_max) = self.filter(schema, cursor_col, &pos, until.as_ref(), unseen)?;
