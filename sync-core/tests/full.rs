@@ -180,3 +180,163 @@ async fn a_source_that_shifts_under_a_resumed_fill_never_loses_a_live_record() {
         "the next snapshot deletes what is really gone"
     );
 }
+
+#[tokio::test]
+async fn dropping_the_window_while_a_windowed_fill_is_open_deletes_nothing_outside_it() {
+    let schema = StreamSchema::builder("ev")
+        .with_column(sync_core::Column::required("id", ColumnType::Text))
+        .with_column(sync_core::Column::required("version", ColumnType::Integer))
+        .with_column(sync_core::Column::new("at", ColumnType::Timestamp))
+        .with_primary_key(["id"])
+        .with_cursor(["at"])
+        .with_version("version")
+        .build()
+        .unwrap();
+    let (source, store, ctx, _) = setup(&schema);
+    let now = chrono::Utc::now();
+    for (id, days) in [("old", 100), ("r1", 3), ("r2", 2), ("r3", 1)] {
+        source.upsert(vec![
+            Value::from(id),
+            Value::from(1),
+            Value::Timestamp(now - chrono::Duration::days(days)),
+        ]);
+    }
+    let all = FullStrategy::new(FullConfig {
+        page_size: 1,
+        ..FullConfig::new("ev")
+    })
+    .unwrap();
+    all.run(&ctx).await.unwrap();
+    let windowed = FullStrategy::new(FullConfig {
+        page_size: 1,
+        window_days: Some(30),
+        ..FullConfig::new("ev")
+    })
+    .unwrap();
+    let limited = ctx.clone().with_limits(sync_core::RunLimits {
+        max_pages: Some(1),
+        max_errors: None,
+    });
+    assert!(
+        !windowed.run(&limited).await.unwrap().complete,
+        "a windowed fill is left open"
+    );
+    assert!(
+        all.run(&ctx).await.unwrap().complete,
+        "then the config drops the window"
+    );
+    assert_eq!(
+        ids(&store.target_rows("ev")),
+        ["old", "r1", "r2", "r3"],
+        "the live record outside the window stays"
+    );
+}
+
+#[tokio::test]
+async fn page_numbers_over_a_source_whose_records_move_never_delete_a_live_record() {
+    let schema = sync_core::testkit::items_schema("items");
+    let (_, store, _, _) = setup(&schema);
+    let source = std::sync::Arc::new(
+        sync_core::memory::MemorySource::new((*schema).clone())
+            .with_paging(sync_core::memory::MemoryPaging::Page),
+    );
+    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+        put(&source, id, 1, Some(i as i64 + 1));
+    }
+    let ctx =
+        sync_core::SyncContext::new("test/sync", source.clone(), store.clone(), store.clone());
+    let full = FullStrategy::new(FullConfig {
+        page_size: 2,
+        ..FullConfig::new("items")
+    })
+    .unwrap();
+    full.run(&ctx).await.unwrap();
+    // "a" moves to the end of the cursor order after the first page: c shifts onto page 1.
+    let served = source.pages_served();
+    source.mutate_after_page(
+        served + 1,
+        Box::new(|d| {
+            d.upsert(
+                "items",
+                sync_core::testkit::item("a", 2, Some(10)).values().to_vec(),
+            )
+        }),
+    );
+    full.run(&ctx).await.unwrap();
+    assert_eq!(
+        ids(&store.target_rows("items")),
+        ["a", "b", "c", "d"],
+        "a live record was deleted"
+    );
+    let log = store.sync_log("test/sync", 5).await.unwrap();
+    assert!(
+        log.iter().any(|e| e.message.contains("deletes nothing")),
+        "the skipped deletes are logged"
+    );
+}
+
+#[tokio::test]
+async fn a_full_sync_then_incremental_keeps_updates_made_during_the_fill() {
+    let schema = sync_core::testkit::items_schema("items");
+    let (_, store, _, _) = setup(&schema);
+    let base = sync_core::memory::MemorySource::new((*schema).clone())
+        .with_paging(sync_core::memory::MemoryPaging::Token);
+    let caps = sync_core::SourceCapabilities {
+        ordering: sync_core::SourceOrdering::Unordered,
+        ..sync_core::Source::capabilities(&base)
+    };
+    let source = std::sync::Arc::new(base.with_capabilities(caps));
+    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+        put(&source, id, 1, Some(i as i64 + 1));
+    }
+    source.set_high_watermark("items", Some(vec![Value::from(4)]));
+    let ctx =
+        sync_core::SyncContext::new("test/sync", source.clone(), store.clone(), store.clone());
+    // During the fill, "a" (already read) and "d" change: both get cursors past the fill's start.
+    source.mutate_after_page(
+        1,
+        Box::new(|d| {
+            d.upsert(
+                "items",
+                sync_core::testkit::item("a", 2, Some(5)).values().to_vec(),
+            );
+            d.upsert(
+                "items",
+                sync_core::testkit::item("d", 2, Some(6)).values().to_vec(),
+            );
+        }),
+    );
+    FullStrategy::new(FullConfig {
+        page_size: 2,
+        ..FullConfig::new("items")
+    })
+    .unwrap()
+    .run(&ctx)
+    .await
+    .unwrap();
+    let cp = store
+        .load("test/sync")
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .position;
+    assert_eq!(
+        cp,
+        sync_core::Position::CursorKey(sync_core::CursorKey {
+            cursor: vec![Value::from(4)],
+            key: None
+        })
+    );
+    source.set_high_watermark("items", Some(vec![Value::from(10)]));
+    sync_core::IncrementalStrategy::new(sync_core::IncrementalConfig::new("items"))
+        .unwrap()
+        .run(&ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.target_rows("items"),
+        source.rows("items"),
+        "an update made during the fill was lost"
+    );
+}

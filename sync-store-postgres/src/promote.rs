@@ -98,20 +98,10 @@ pub(crate) async fn promote(
             .iter()
             .map(|&g| stream.columns()[g].name.as_str())
             .collect();
-        match guard.as_slice() {
-            [] => {}
-            [g] => {
-                on_conflict.action_and_where(
-                    qcol(schema, name, g)
-                        .is_null()
-                        .or(acol("excluded", g).gt(qcol(schema, name, g))),
-                );
-            }
-            many => {
-                let excluded = Expr::tuple(many.iter().map(|g| acol("excluded", g)));
-                let current = Expr::tuple(many.iter().map(|g| qcol(schema, name, g)));
-                on_conflict.action_and_where(excluded.gt(current));
-            }
+        if let Some(newer) =
+            sql::newer_guard(&guard, |g| acol("excluded", g), |g| qcol(schema, name, g))
+        {
+            on_conflict.action_and_where(newer);
         }
     }
     let select = Query::select()

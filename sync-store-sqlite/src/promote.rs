@@ -95,19 +95,8 @@ pub(crate) fn promote(
             .iter()
             .map(|&g| schema.columns()[g].name.as_str())
             .collect();
-        match guard.as_slice() {
-            [] => {}
-            [g] => {
-                on_conflict.action_and_where(
-                    col(stream, g)
-                        .is_null()
-                        .or(col("excluded", g).gt(col(stream, g))),
-                );
-            }
-            many => {
-                let side = |t: &str| Expr::tuple(many.iter().map(|g| col(t, g)));
-                on_conflict.action_and_where(side("excluded").gt(side(stream)));
-            }
+        if let Some(newer) = sql::newer_guard(&guard, |g| col("excluded", g), |g| col(stream, g)) {
+            on_conflict.action_and_where(newer);
         }
     }
     let select = Query::select()

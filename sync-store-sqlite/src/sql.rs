@@ -235,6 +235,34 @@ pub(crate) fn keys_in(schema: &StreamSchema, keys: &[sync_core::Key]) -> sea_que
     any
 }
 
+/// `excluded` is newer than the stored row by the guard columns, compared in order with NULL
+/// as the oldest value (as `Row::compare_guard` does), in SQL both stores accept.
+pub(crate) fn newer_guard(
+    guard: &[&str],
+    excluded: impl Fn(&str) -> Expr,
+    current: impl Fn(&str) -> Expr,
+) -> Option<Expr> {
+    let mut any: Option<Expr> = None;
+    for (i, g) in guard.iter().enumerate() {
+        let gt = current(g)
+            .is_null()
+            .and(excluded(g).is_not_null())
+            .or(excluded(g).gt(current(g)));
+        let mut term = gt;
+        for h in &guard[..i] {
+            let same = excluded(h)
+                .eq(current(h))
+                .or(excluded(h).is_null().and(current(h).is_null()));
+            term = same.and(term);
+        }
+        any = Some(match any {
+            Some(a) => a.or(term),
+            None => term,
+        });
+    }
+    any
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use crate::position::{compare_values, CheckpointDelta, CursorKey, Position};
 use crate::progress::ProgressEvent;
 use crate::record::{Key, RecordBatch};
 use crate::schema::{ColumnType, StreamSchema};
-use crate::source::{PageRequest, PageSelector};
+use crate::source::{PageRequest, PageSelector, SourceOrdering};
 use crate::stager::{params_from, params_of, PromoteMode, ReplaceScope, ValidationRules};
 use crate::value::Value;
 
@@ -62,9 +62,17 @@ impl FullConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FullParams {
     since: Option<Vec<Value>>,
+    /// The cursor column `since` applies to: the delete scope of a windowed fill.
+    #[serde(default)]
+    scope_column: Option<usize>,
     started_at: DateTime<Utc>,
     /// Page numbers depend on the page size: a resumed fill keeps the one it began with.
     limit: u32,
+    /// The source's high watermark when the fill began (or the clock for a timestamp cursor):
+    /// the checkpoint never passes it, so records changed during the fill are read by the
+    /// incremental syncs that follow.
+    #[serde(default)]
+    high: Option<Vec<Value>>,
 }
 
 /// Fill progress, staged atomically with each page (kept in an opaque token position).
@@ -84,6 +92,10 @@ struct FillProgress {
     /// shifted out of view, so this snapshot deletes nothing.
     #[serde(default)]
     drifted: bool,
+    /// Pages were read by number from a source whose records move when they change: a shift
+    /// cannot be noticed, so this snapshot deletes nothing.
+    #[serde(default)]
+    unverifiable: bool,
 }
 
 impl FillProgress {
@@ -96,6 +108,7 @@ impl FillProgress {
             total: None,
             last_key: None,
             drifted: false,
+            unverifiable: false,
         }
     }
 }
@@ -124,10 +137,21 @@ impl FullStrategy {
         let schema = ctx.source.schema(&cfg.stream)?;
         let fresh_scope = self.scope(&schema)?;
         ctx.stager.ensure_stream(&schema).await?;
+        let high = match ctx.source.high_watermark(&cfg.stream).await? {
+            Some(h) => Some(h),
+            None => match schema.cursor() {
+                [c] if schema.columns()[*c].ty == ColumnType::Timestamp => {
+                    Some(vec![Value::Timestamp(Utc::now())])
+                }
+                _ => None,
+            },
+        };
         let fresh = FullParams {
             since: fresh_scope.as_ref().map(|(_, since)| vec![since.clone()]),
+            scope_column: fresh_scope.as_ref().map(|(column, _)| *column),
             started_at: Utc::now(),
             limit: ctx.source.capabilities().clamp_page_size(cfg.page_size),
+            high,
         };
         let run = st
             .open_run(ctx, &schema, StrategyKind::Full, params_of(&fresh))
@@ -138,9 +162,12 @@ impl FullStrategy {
             fresh
         };
         // The delete scope is the window the fill reads, pinned when it began.
-        let scope = fresh_scope
-            .map(|(column, _)| column)
+        // The delete scope is the window the fill reads, pinned when it began (a config that
+        // dropped the window meanwhile must not turn it into "delete everything").
+        let scope = params
+            .scope_column
             .zip(params.since.as_ref().and_then(|s| s.first().cloned()));
+        let windowed = params.since.is_some();
         let mut run = run;
         let mut fill = match &run.progress {
             Position::Start => FillProgress::new(),
@@ -188,6 +215,11 @@ impl FullStrategy {
                         .await?;
                     fill.drifted |= !continued.continuous;
                     continued.page
+                }
+                PageSelector::Page(_) => {
+                    fill.unverifiable |=
+                        ctx.source.capabilities().ordering != SourceOrdering::ByKey;
+                    st.fetch_page(ctx, &req).instrument(span).await?
                 }
                 _ => st.fetch_page(ctx, &req).instrument(span).await?,
             };
@@ -247,7 +279,14 @@ impl FullStrategy {
         }
 
         let old = st.position();
-        let new = match &fill.max_cursor {
+        let reached = match (&fill.max_cursor, &params.high) {
+            (Some(c), Some(h)) if compare_values(c, h) == Some(Ordering::Greater) => {
+                Some(h.clone())
+            }
+            (Some(c), _) => Some(c.clone()),
+            (None, _) => None,
+        };
+        let new = match &reached {
             Some(c) if !schema.cursor().is_empty() => Position::CursorKey(CursorKey {
                 cursor: c.clone(),
                 key: None,
@@ -262,10 +301,14 @@ impl FullStrategy {
             new
         };
         let delta = CheckpointDelta::new(old.clone(), new.clone())?;
-        if fill.drifted && cfg.delete_missing {
-            let message =
-                "the source changed while the fill read it; this snapshot deletes nothing"
-                    .to_string();
+        let deletes_unsafe = fill.drifted || fill.unverifiable;
+        if deletes_unsafe && cfg.delete_missing {
+            let message = if fill.drifted {
+                "the source kept changing while the fill read it; this snapshot deletes nothing"
+            } else {
+                "pages read by number from a source whose records move cannot show a shift; this snapshot deletes nothing"
+            }
+            .to_string();
             tracing::warn!(sync = %ctx.sync, "{message}");
             ctx.checkpoints
                 .append_log(&log_entry(
@@ -277,8 +320,9 @@ impl FullStrategy {
                 ))
                 .await?;
         }
-        let mode = match (cfg.delete_missing && !fill.drifted, scope) {
+        let mode = match (cfg.delete_missing && !deletes_unsafe, scope) {
             (false, _) => PromoteMode::Upsert,
+            (true, None) if windowed => PromoteMode::Upsert,
             (true, None) => PromoteMode::Replace(ReplaceScope::All),
             (true, Some((column, since))) => {
                 PromoteMode::Replace(ReplaceScope::Since { column, since })

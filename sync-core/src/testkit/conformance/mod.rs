@@ -41,6 +41,7 @@ macro_rules! conformance_suite {
             stager_promote_refuses_unvalidated,
             stager_rows_after_an_open_promotion_are_validated,
             stager_upsert_never_replaces_newer,
+            stager_composite_guard_treats_null_as_oldest,
             stager_replace_deletes_missing_within_scope,
             stager_replace_keeps_keys_of_quarantined_rows,
             stager_failed_commit_changes_nothing,

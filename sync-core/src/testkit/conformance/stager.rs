@@ -765,3 +765,68 @@ pub async fn stager_rows_after_an_open_promotion_are_validated(h: StoreHandles) 
         ["c"]
     );
 }
+
+/// A guard of several columns compares them in order with NULL as the oldest value: a row
+/// whose stored guard has a NULL part is replaced by one that fills it in.
+pub async fn stager_composite_guard_treats_null_as_oldest(h: StoreHandles) {
+    let schema = Arc::new(
+        StreamSchema::builder("cg")
+            .with_column(Column::required("id", ColumnType::Text))
+            .with_column(Column::new("day", ColumnType::Integer))
+            .with_column(Column::new("seq", ColumnType::Integer))
+            .with_column(Column::new("body", ColumnType::Text))
+            .with_primary_key(["id"])
+            .with_cursor(["day", "seq"])
+            .build()
+            .unwrap(),
+    );
+    let row = |day: i64, seq: Option<i64>, body: &str| {
+        Row::new(vec![
+            Value::from("a"),
+            Value::from(day),
+            seq.map_or(Value::Null, Value::from),
+            Value::from(body),
+        ])
+    };
+    load(
+        &h,
+        "s",
+        &schema,
+        vec![row(1, None, "old")],
+        PromoteMode::Upsert,
+    )
+    .await;
+    load(
+        &h,
+        "s",
+        &schema,
+        vec![row(1, Some(5), "new")],
+        PromoteMode::Upsert,
+    )
+    .await;
+    assert_eq!(
+        h.stager.read_target("cg").await.unwrap(),
+        vec![row(1, Some(5), "new")]
+    );
+    load(
+        &h,
+        "s",
+        &schema,
+        vec![row(0, Some(9), "older")],
+        PromoteMode::Upsert,
+    )
+    .await;
+    load(
+        &h,
+        "s",
+        &schema,
+        vec![row(1, None, "null again")],
+        PromoteMode::Upsert,
+    )
+    .await;
+    assert_eq!(
+        h.stager.read_target("cg").await.unwrap(),
+        vec![row(1, Some(5), "new")],
+        "older rows never win"
+    );
+}
