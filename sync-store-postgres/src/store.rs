@@ -63,6 +63,17 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// Drops the store's schema with every table in it: targets, staging, checkpoints, ledger.
+    /// For test teardown and decommissioning; there is no undo.
+    pub async fn drop_schema(self) -> Result<()> {
+        let client = self.client().await?;
+        let sql = format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema.replace('"', "\"\"")
+        );
+        client.batch_execute(&sql).await.map_err(classify)
+    }
+
     /// The fault set this store checks.
     pub fn faults(&self) -> &Faults {
         &self.faults

@@ -15,10 +15,32 @@ fn url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
+/// Drops the schemas earlier test processes left behind (once per process).
+async fn drop_stale_schemas(url: &str) {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("test database");
+        tokio::spawn(connection);
+        let mine = format!("sync_test_{}_", std::process::id());
+        let rows = client
+            .query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sync\\_test\\_%' OR nspname LIKE 'sync\\_crash\\_%'", &[])
+            .await
+            .expect("list schemas");
+        for row in rows {
+            let name: String = row.get(0);
+            if !name.starts_with(&mine) {
+                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")).await;
+            }
+        }
+    })
+    .await;
+}
+
 /// A fresh store in a schema of its own.
 async fn make_store() -> StoreHandles {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let url = url().expect("SYNC_TEST_POSTGRES_URL is set");
+    drop_stale_schemas(&url).await;
     let schema = format!(
         "sync_test_{}_{}_{}",
         std::process::id(),
