@@ -68,6 +68,7 @@ async fn full_follows_next_selectors_with_the_clamped_page_size_and_stops_on_non
     api.expect_capabilities()
         .returning(|| caps(vec![StrategyKind::Full]));
     api.expect_schema().returning(move |_| Ok(schema.clone()));
+    api.expect_high_watermark().times(1).returning(|_| Ok(None));
     let mut seq = mockall::Sequence::new();
     api.expect_fetch_page()
         .withf(|r| r.selector == PageSelector::First && r.limit == 2 && r.since.is_none())
