@@ -9,6 +9,7 @@
 //! ```
 
 pub mod conformance;
+pub mod crash;
 pub mod model;
 
 use std::sync::Arc;
