@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use sync_core::schema::validate_identifier;
 use sync_core::{Error, Result};
 
+use crate::tls::SslMode;
+
 /// Configuration of a [`crate::PostgresStore`].
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,15 +81,32 @@ impl PostgresConfig {
         self
     }
 
-    /// Parses the URL and checks the values; does no I/O.
-    pub fn validate(&self) -> Result<tokio_postgres::Config> {
+    /// Parses the URL (with its `sslmode` and `sslrootcert`) and checks the values; does no
+    /// I/O and builds the TLS configuration the mode asks for.
+    pub(crate) fn validate(
+        &self,
+    ) -> Result<(tokio_postgres::Config, Option<rustls::ClientConfig>)> {
         validate_identifier("schema", &self.schema)?;
         if self.pool_size == 0 {
             return Err(Error::config("pool_size must be at least 1"));
         }
-        tokio_postgres::Config::from_str(&self.url).map_err(|_| {
+        let settings =
+            crate::tls::parse(&self.url).map_err(|e| e.with_context("url", redact(&self.url)))?;
+        let mut pg = tokio_postgres::Config::from_str(&settings.url).map_err(|_| {
             Error::config("invalid postgres url").with_context("url", redact(&self.url))
-        })
+        })?;
+        let tls = crate::tls::client_config(&settings)?;
+        pg.ssl_mode(match settings.mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        Ok((pg, tls))
+    }
+
+    /// The `sslmode` the URL asks for (libpq's default `prefer` when absent).
+    pub fn ssl_mode(&self) -> Result<SslMode> {
+        crate::tls::parse(&self.url).map(|s| s.mode)
     }
 }
 

@@ -9,6 +9,20 @@ use tokio_postgres::error::SqlState;
 /// Classifies a driver error, keeping it as the source.
 pub(crate) fn classify(e: tokio_postgres::Error) -> Error {
     let code = e.code().cloned();
+    // The innermost cause says what really failed (a refused certificate, a reset socket);
+    // driver errors never carry the connection string.
+    let cause = std::iter::successors(std::error::Error::source(&e), |c| c.source())
+        .last()
+        .map(|c| c.to_string());
+    if code.is_none()
+        && cause
+            .as_deref()
+            .is_some_and(|c| c.contains("certificate") || c.contains("Certificate"))
+    {
+        return Error::config("the server's TLS certificate was refused")
+            .with_context("cause", cause.unwrap_or_default())
+            .with_source(e);
+    }
     let (kind, transient, message) = match &code {
         Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE => {
             (ErrorKind::Storage, true, "serialization failure")
@@ -42,6 +56,8 @@ pub(crate) fn classify(e: tokio_postgres::Error) -> Error {
     let mut err = Error::new(kind, message);
     if let Some(d) = detail {
         err = err.with_context("detail", d);
+    } else if let Some(c) = cause {
+        err = err.with_context("cause", c);
     }
     if let Some(c) = &code {
         err = err.with_context("sqlstate", c.code());

@@ -17,6 +17,8 @@
 //!   checkpoint before applying anything again;
 //! - a change queue numbered by a counter row locked inside each append's transaction, so
 //!   numbers commit in number order and the safe high-water mark is the largest committed one;
+//! - TLS through rustls honouring `sslmode` (`verify-full` checks the chain and the host name,
+//!   `sslrootcert` names the trusted roots);
 //! - the password never in `Debug`, logs or errors.
 
 mod checkpoint;
@@ -28,6 +30,7 @@ mod schema;
 mod sql;
 mod stage;
 mod store;
+mod tls;
 
 use std::sync::Arc;
 
@@ -42,7 +45,8 @@ use sync_core::{
 };
 
 pub use config::PostgresConfig;
-pub use store::PostgresStore;
+pub use store::{PostgresStore, ServerInfo};
+pub use tls::SslMode;
 
 #[async_trait]
 impl Stager for PostgresStore {

@@ -14,6 +14,15 @@ use crate::schema;
 /// The future a transaction body returns.
 pub(crate) type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 't>>;
 
+/// What [`PostgresStore::check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// `server_version`.
+    pub version: String,
+    /// Whether the session is encrypted.
+    pub tls: bool,
+}
+
 /// A store in one PostgreSQL schema. Cloning shares the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -40,14 +49,18 @@ impl PostgresStore {
 
     /// Opens with a fault set the store checks at its fault points (crash tests).
     pub async fn open_with_faults(config: PostgresConfig, faults: Faults) -> Result<Self> {
-        let pg = config.validate()?;
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let (pg, tls) = config.validate()?;
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(
+                pg,
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                manager_config,
+            ),
+            None => Manager::from_config(pg, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .build()
@@ -72,6 +85,20 @@ impl PostgresStore {
             self.schema.replace('"', "\"\"")
         );
         client.batch_execute(&sql).await.map_err(classify)
+    }
+
+    /// The health check: opens a connection and reports the server version and whether the
+    /// session is encrypted.
+    pub async fn check(&self) -> Result<ServerInfo> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT current_setting('server_version'), coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[])
+            .await
+            .map_err(classify)?;
+        Ok(ServerInfo {
+            version: row.try_get(0).map_err(classify)?,
+            tls: row.try_get(1).map_err(classify)?,
+        })
     }
 
     /// The fault set this store checks.
