@@ -42,7 +42,7 @@ impl std::fmt::Debug for PostgresConfig {
 
 /// The URL with any password replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let masked = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             match userinfo.find(':') {
@@ -56,7 +56,28 @@ pub(crate) fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    };
+    // `password=...` as a query parameter or in the key-value form (`host=h password=p`).
+    let mut out = String::with_capacity(masked.len());
+    let mut rest = masked.as_str();
+    while let Some(i) = rest.find("password=") {
+        let boundary = i == 0 || matches!(rest.as_bytes()[i - 1], b'?' | b'&' | b' ' | b'\t');
+        let value_start = i + "password=".len();
+        out.push_str(&rest[..value_start]);
+        rest = &rest[value_start..];
+        if boundary {
+            let quoted = rest.starts_with('\'');
+            let end = if quoted {
+                rest[1..].find('\'').map_or(rest.len(), |e| e + 2)
+            } else {
+                rest.find(['&', ' ', '\t']).unwrap_or(rest.len())
+            };
+            out.push_str("***");
+            rest = &rest[end..];
+        }
     }
+    out.push_str(rest);
+    out
 }
 
 impl PostgresConfig {
@@ -129,5 +150,14 @@ mod tests {
             .with_pool_size(0)
             .validate()
             .is_err());
+        for url in [
+            "postgres://u@h/db?password=hunter2&sslmode=disable",
+            "host=h user=u password=hunter2 dbname=db",
+            "host=h password='hunter 2' dbname=db",
+        ] {
+            let shown = format!("{:?}", PostgresConfig::new(url));
+            assert!(!shown.contains("hunter"), "{shown}");
+            assert!(shown.contains("password=***"), "{shown}");
+        }
     }
 }

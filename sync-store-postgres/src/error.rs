@@ -39,6 +39,14 @@ pub(crate) fn classify(e: tokio_postgres::Error) -> Error {
         Some(c) if *c == SqlState::ADMIN_SHUTDOWN => {
             (ErrorKind::Storage, true, "server terminated the connection")
         }
+        Some(c) if *c == SqlState::CRASH_SHUTDOWN => (ErrorKind::Storage, true, "server crashed"),
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => {
+            (ErrorKind::Storage, true, "lock not available")
+        }
+        Some(c) if *c == SqlState::QUERY_CANCELED => {
+            (ErrorKind::Timeout, true, "statement cancelled or timed out")
+        }
+        Some(c) if c.code().starts_with("08") => (ErrorKind::Storage, true, "connection exception"),
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
             (ErrorKind::Conflict, false, "unique violation")
         }
@@ -72,7 +80,11 @@ pub(crate) fn classify(e: tokio_postgres::Error) -> Error {
 
 /// A failed COMMIT: when the connection broke the transaction may or may not have committed.
 pub(crate) fn classify_commit(e: tokio_postgres::Error) -> Error {
-    let lost = e.code().is_none() || e.code() == Some(&SqlState::ADMIN_SHUTDOWN);
+    // No SQLSTATE (the socket broke), a connection exception (class 08) or an operator
+    // intervention (class 57: shutdown, crash, terminated backend) leave the outcome unknown.
+    let lost = e.code().map_or(true, |c| {
+        c.code().starts_with("08") || c.code().starts_with("57")
+    });
     let err = classify(e);
     if lost {
         err.with_outcome_unknown()

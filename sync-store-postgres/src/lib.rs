@@ -19,7 +19,12 @@
 //!   numbers commit in number order and the safe high-water mark is the largest committed one;
 //! - TLS through rustls honouring `sslmode` (`verify-full` checks the chain and the host name,
 //!   `sslrootcert` names the trusted roots);
-//! - the password never in `Debug`, logs or errors.
+//! - the password never in `Debug`, logs or errors (URL, key-value and `password=` forms).
+//!
+//! What PostgreSQL changes on the way: jsonb stores JSON normalized (key order, spacing), so a
+//! JSON value reads back equal in meaning but not byte for byte; `timestamptz` keeps
+//! microseconds, so finer instants are truncated; text and JSON cannot hold a NUL character
+//! (such a batch is a typed error before anything is copied).
 
 mod checkpoint;
 mod config;

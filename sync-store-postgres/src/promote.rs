@@ -1,7 +1,8 @@
 //! Promotion: staging into the target in one transaction with the checkpoint compare-and-set,
 //! the ledger row and the log entries.
 
-use sea_query::{Asterisk, Expr, ExprTrait, OnConflict, Order, Query};
+use sea_query::{Expr, ExprTrait, OnConflict, Order, PostgresQueryBuilder, Query};
+use sea_query_postgres::PostgresBinder;
 use sync_core::checkpoint::CheckpointCommit;
 use sync_core::stager::{PromoteMode, PromoteReport, ReplaceScope, StagingRun};
 use sync_core::{Error, ErrorKind, FaultPoint, Faults, Result, StreamSchema};
@@ -13,7 +14,9 @@ use crate::sql::{
     self, acol, execute, id, key_match, qcol, table, KIND, KIND_DELETE, KIND_ROW, REJECTED, SEQ,
     STATE,
 };
-use crate::stage::{count_live, end, has_unvalidated, quarantine_rejected, this_run};
+use crate::stage::{
+    count_live, end, has_unvalidated, quarantine_rejected, record_staged_count, this_run,
+};
 
 const STAGE: &str = "s";
 
@@ -61,13 +64,6 @@ pub(crate) async fn promote(
         .with_context("stream", name)
     })?;
     let valid = count_live(tx, schema, &stage).await?;
-    let before = {
-        let q = Query::select()
-            .expr(Expr::col(Asterisk).count())
-            .from(table(schema, name))
-            .to_owned();
-        sql::query_i64(tx, &q).await?.unwrap_or(0) as u64
-    };
     let columns: Vec<_> = stream
         .columns()
         .iter()
@@ -118,15 +114,23 @@ pub(crate) async fn promote(
         .map_err(|e| Error::internal("cannot build the promote statement").with_source(e))?
         .on_conflict(on_conflict)
         .to_owned();
-    let changed = execute(tx, &upsert).await?;
-    let after = {
-        let q = Query::select()
-            .expr(Expr::col(Asterisk).count())
-            .from(table(schema, name))
-            .to_owned();
-        sql::query_i64(tx, &q).await?.unwrap_or(0) as u64
-    };
-    let inserted = after.saturating_sub(before);
+    // Inserted and updated rows are told apart by xmax in one pass over the changed rows,
+    // not by counting the whole target before and after.
+    let (upsert_sql, values) = upsert.build_postgres(PostgresQueryBuilder);
+    let counted = format!(
+        "WITH \"changed\" AS ({upsert_sql} RETURNING (xmax = 0) AS \"inserted\") \
+         SELECT count(*) FILTER (WHERE \"inserted\"), count(*) FROM \"changed\""
+    );
+    let counts = tx
+        .query_one(counted.as_str(), &values.as_params())
+        .await
+        .map_err(crate::error::classify)?;
+    let inserted = counts
+        .try_get::<_, i64>(0)
+        .map_err(crate::error::classify)? as u64;
+    let changed = counts
+        .try_get::<_, i64>(1)
+        .map_err(crate::error::classify)? as u64;
     let mut report = PromoteReport {
         inserted,
         updated: changed.saturating_sub(inserted),
@@ -165,6 +169,7 @@ pub(crate) async fn promote(
             &Query::delete().from_table(table(schema, &stage)).to_owned(),
         )
         .await?;
+        record_staged_count(tx, schema, &row).await?;
     }
     // Every statement ran; a crash here rolls all of it back.
     faults.check(FaultPoint::DuringCommit)?;

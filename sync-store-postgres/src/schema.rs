@@ -109,6 +109,14 @@ fn migration_1(s: &str) -> Vec<TableCreateStatement> {
                     .not_null()
                     .default(0),
             )
+            // Rows the staging table should hold: an UNLOGGED table emptied by a server crash
+            // no longer matches, and the run starts over instead of resuming a lost fill.
+            .col(
+                ColumnDef::new(id("staged_count"))
+                    .big_integer()
+                    .not_null()
+                    .default(0),
+            )
             .to_owned(),
         Table::create()
             .table(table(s, sql::QUARANTINE))

@@ -84,10 +84,11 @@ pub(crate) fn column_def(column: &Column) -> ColumnDef {
         ColumnType::Text => def.text(),
         ColumnType::Integer => def.big_integer(),
         ColumnType::Float => def.double(),
+        // numeric(p) alone would mean scale 0 and round: without a declared scale it stays open.
         ColumnType::Decimal {
             precision: Some(p),
-            scale,
-        } => def.decimal_len(u32::from(p), u32::from(scale.unwrap_or(0))),
+            scale: Some(s),
+        } => def.decimal_len(u32::from(p), u32::from(s)),
         ColumnType::Decimal { .. } => def.decimal(),
         ColumnType::Bool => def.boolean(),
         ColumnType::Timestamp => def.timestamp_with_time_zone(),
@@ -111,6 +112,20 @@ impl ToSql for Cell<'_> {
         ty: &Type,
         out: &mut BytesMut,
     ) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        // The driver's own type check is off (`accepts` takes every type), so a value is only
+        // written into the column type it belongs to; anything else is an error, never a
+        // reinterpretation of its bytes.
+        let expected = self.0.column_type().map(pg_type);
+        if expected
+            .as_ref()
+            .is_some_and(|e| e != ty && !(*e == Type::JSONB && *ty == Type::JSON))
+        {
+            return Err(format!(
+                "a {:?} value cannot be written to a {ty} column",
+                self.0.column_type()
+            )
+            .into());
+        }
         match self.0 {
             Value::Null => Ok(IsNull::Yes),
             Value::Text(s) => s.as_ref().to_sql(ty, out),

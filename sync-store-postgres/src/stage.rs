@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use sea_query::{
-    ColumnDef, Expr, ExprTrait, Index, Order, OverStatement, PostgresQueryBuilder, Query, Table,
-    WindowStatement,
+    ColumnDef, Expr, ExprTrait, Index, NullOrdering, Order, OverStatement, PostgresQueryBuilder,
+    Query, Table, WindowStatement,
 };
 use sync_core::stager::{
     new_run_id, QuarantinedRow, StagingRun, ValidationReport, ValidationRules,
@@ -30,6 +30,7 @@ pub(crate) struct RunRow {
     pub(crate) rowid: i64,
     pub(crate) run: StagingRun,
     pub(crate) validated_seq: i64,
+    pub(crate) staged_count: i64,
 }
 
 impl RunRow {
@@ -57,6 +58,7 @@ pub(crate) async fn open_run<C: GenericClient>(
                 "params",
                 "started_at",
                 "validated_seq",
+                "staged_count",
             ]
             .map(id),
         )
@@ -72,6 +74,7 @@ pub(crate) async fn open_run<C: GenericClient>(
     Ok(Some(RunRow {
         rowid: r.try_get(0).map_err(classify)?,
         validated_seq: r.try_get(6).map_err(classify)?,
+        staged_count: r.try_get(7).map_err(classify)?,
         run: StagingRun {
             sync: sync.to_string(),
             run_id: s(1)?,
@@ -114,6 +117,54 @@ async fn count<C: GenericClient>(
     Ok(sql::query_i64(client, &q).await?.unwrap_or(0) as u64)
 }
 
+/// PostgreSQL cannot store a NUL character in text or JSON, and delete keys must fit the key
+/// columns: both are typed errors before anything is copied.
+fn check_storable(stream: &StreamSchema, batch: &RecordBatch) -> Result<()> {
+    for r in batch.rows() {
+        for (v, c) in r.values().iter().zip(stream.columns()) {
+            if let Value::Text(t) | Value::Json(t) = v {
+                if t.contains('\0') {
+                    return Err(Error::invalid_input(
+                        "postgres cannot store a NUL character in text or json",
+                    )
+                    .with_context("column", &c.name)
+                    .with_context("key", r.key(stream)));
+                }
+            }
+        }
+    }
+    for key in batch.deletes() {
+        let fits = key.0.len() == stream.primary_key().len()
+            && key
+                .0
+                .iter()
+                .zip(stream.primary_key())
+                .all(|(v, &k)| !v.is_null() && v.fits(stream.columns()[k].ty));
+        if !fits {
+            return Err(
+                Error::invalid_input("a delete key does not fit the primary key")
+                    .with_context("key", key),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Records how many rows the staging table holds now (in the caller's transaction).
+pub(crate) async fn record_staged_count(
+    tx: &Transaction<'_>,
+    schema: &str,
+    row: &RunRow,
+) -> Result<()> {
+    let held = count(tx, schema, &row.table(), false).await? as i64;
+    let stmt = Query::update()
+        .table(table(schema, sql::RUNS))
+        .value(id("staged_count"), held)
+        .and_where(Expr::col(id("id")).eq(row.rowid))
+        .to_owned();
+    execute(tx, &stmt).await.map(drop)
+}
+
 /// Rows to upsert: staged rows that validation did not set aside.
 pub(crate) async fn count_live<C: GenericClient>(
     client: &C,
@@ -132,8 +183,20 @@ pub(crate) async fn begin(
     params: &serde_json::Value,
 ) -> Result<StagingRun> {
     if let Some(mut existing) = open_run(tx, schema, sync).await? {
-        existing.run.staged_rows = count(tx, schema, &existing.table(), false).await?;
-        return Ok(existing.run);
+        let held = count(tx, schema, &existing.table(), false).await?;
+        if held as i64 == existing.staged_count {
+            existing.run.staged_rows = held;
+            return Ok(existing.run);
+        }
+        // The UNLOGGED staging table lost rows (a server crash or failover empties it): the
+        // recorded progress describes rows that are gone, so the run starts over.
+        tracing::warn!(
+            sync,
+            held,
+            expected = existing.staged_count,
+            "staging was lost; starting the run again"
+        );
+        end(tx, schema, &existing).await?;
     }
     let run = StagingRun {
         sync: sync.to_string(),
@@ -217,6 +280,7 @@ pub(crate) async fn stage(
         .try_apply(&row.run.progress)
         .map_err(|e| e.with_context("sync", &run.sync))?;
     let stream = &row.run.schema;
+    check_storable(stream, batch)?;
     if batch.schema().columns() != stream.columns() {
         return Err(
             Error::invalid_input("batch schema differs from the staging run's")
@@ -271,6 +335,7 @@ pub(crate) async fn stage(
         .and_where(Expr::col(id("id")).eq(row.rowid))
         .to_owned();
     execute(tx, &progress).await?;
+    record_staged_count(tx, schema, &row).await?;
     Ok(batch.delta().to.clone())
 }
 
@@ -382,7 +447,12 @@ pub(crate) async fn validate(
             .map(|&k| id(&stream.columns()[k].name)),
     );
     for &g in stream.guard() {
-        window.order_by(id(&stream.columns()[g].name), Order::Desc);
+        // NULL is the oldest guard value (as the core compares), so it sorts last here.
+        window.order_by_with_nulls(
+            id(&stream.columns()[g].name),
+            Order::Desc,
+            NullOrdering::Last,
+        );
     }
     window.order_by(id(SEQ), Order::Desc);
     let ranked = Query::select()
@@ -416,6 +486,7 @@ pub(crate) async fn validate(
         .and_where(Expr::col(id("id")).eq(row.rowid))
         .to_owned();
     execute(tx, &mark).await?;
+    record_staged_count(tx, schema, &row).await?;
     let valid = count_live(tx, schema, &stage).await?;
     Ok(ValidationReport {
         valid,

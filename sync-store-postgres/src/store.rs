@@ -141,6 +141,10 @@ impl PostgresStore {
             match result {
                 Err(e) if is_retryable(&e) && attempt < 5 => {
                     tracing::warn!(attempt, error = %e, "retrying the transaction");
+                    // Back off with jitter so two transactions that deadlocked do not meet again.
+                    let cap = 10u64 << attempt;
+                    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..=cap)))
+                        .await;
                     attempt += 1;
                 }
                 other => return other,

@@ -43,7 +43,7 @@ async fn a_connection_terminated_mid_promotion_applies_nothing_and_the_next_run_
         .await
         .unwrap();
     tokio::spawn(connection);
-    let pattern = format!("INSERT INTO \"{schema_name}\".\"items\"%");
+    let pattern = format!("%INSERT INTO \"{schema_name}\".\"items\"%");
     let watcher = tokio::spawn(async move {
         for _ in 0..20_000 {
             let rows = admin

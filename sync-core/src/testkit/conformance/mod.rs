@@ -37,6 +37,7 @@ macro_rules! conformance_suite {
             stager_begin_resumes_open_run,
             stager_stage_rejects_discontinuous_delta,
             stager_validate_keeps_newest_duplicate,
+            stager_dedupe_treats_null_version_as_oldest,
             stager_validate_quarantines_with_reason,
             stager_promote_refuses_unvalidated,
             stager_rows_after_an_open_promotion_are_validated,

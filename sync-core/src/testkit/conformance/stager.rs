@@ -830,3 +830,65 @@ pub async fn stager_composite_guard_treats_null_as_oldest(h: StoreHandles) {
         "older rows never win"
     );
 }
+
+/// Deduplication treats a NULL version as the oldest: a key staged with a version and then
+/// without one keeps the versioned row.
+pub async fn stager_dedupe_treats_null_version_as_oldest(h: StoreHandles) {
+    let schema = Arc::new(
+        StreamSchema::builder("nullver")
+            .with_column(Column::required("id", ColumnType::Text))
+            .with_column(Column::new("version", ColumnType::Integer))
+            .with_column(Column::new("body", ColumnType::Text))
+            .with_primary_key(["id"])
+            .with_version("version")
+            .build()
+            .unwrap(),
+    );
+    let row = |v: Option<i64>, body: &str| {
+        Row::new(vec![
+            Value::from("a"),
+            v.map_or(Value::Null, Value::from),
+            Value::from(body),
+        ])
+    };
+    let (run, fence) = open(&h, "s", &schema).await;
+    h.stager
+        .stage(
+            &run,
+            batch(
+                &schema,
+                vec![row(Some(5), "five")],
+                Position::Start,
+                Position::Page(1),
+            ),
+        )
+        .await
+        .unwrap();
+    h.stager
+        .stage(
+            &run,
+            batch(
+                &schema,
+                vec![row(None, "none")],
+                Position::Page(1),
+                Position::Page(2),
+            ),
+        )
+        .await
+        .unwrap();
+    let report = h
+        .stager
+        .validate(&run, &ValidationRules::default())
+        .await
+        .unwrap();
+    assert_eq!(report.duplicates_dropped, 1);
+    let c = commit("s", None, fence, Position::Start, Position::Page(2));
+    h.stager
+        .promote(&run, &PromoteMode::Upsert, &c, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.stager.read_target("nullver").await.unwrap(),
+        vec![row(Some(5), "five")]
+    );
+}
