@@ -34,6 +34,8 @@ pub struct StagingRun {
     pub resumed: bool,
     /// When the run began.
     pub started_at: DateTime<Utc>,
+    /// The fencing token of the writer that owns the run: the last one to `begin` it.
+    pub fence: FenceToken,
 }
 
 /// A rule checked on every staged row during validation; a failing row is quarantined with
@@ -136,7 +138,11 @@ impl PromoteReport {
 ///   (nullable; existing rows keep NULL); it MUST NOT drop or retype columns and MUST reject
 ///   a changed primary key with [`crate::ErrorKind::Config`].
 /// - `begin` MUST return the open run of `sync` if one exists (with `resumed: true`, its
-///   progress, params and staged rows intact), else start an empty run with `params`.
+///   progress, params and staged rows intact), handing it to the caller's fence, else start an
+///   empty run with `params`; a fence older than the run's owner MUST get
+///   [`crate::ErrorKind::Fenced`].
+/// - `stage`, `validate`, `promote` and `abort` MUST refuse with [`crate::ErrorKind::Fenced`] a
+///   run whose owner has since been replaced by a newer `begin`, changing nothing.
 /// - `stage` MUST store the batch's rows and deletes and set the run's progress to
 ///   `delta.to` atomically, and only if `delta.from` equals the current progress
 ///   ([`crate::ErrorKind::CheckpointDelta`] otherwise, nothing staged).

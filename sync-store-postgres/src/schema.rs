@@ -117,6 +117,13 @@ fn migration_1(s: &str) -> Vec<TableCreateStatement> {
                     .not_null()
                     .default(0),
             )
+            // The fencing token of the writer that owns the run (the last one to begin it).
+            .col(
+                ColumnDef::new(id("fence"))
+                    .big_integer()
+                    .not_null()
+                    .default(0),
+            )
             .to_owned(),
         Table::create()
             .table(table(s, sql::QUARANTINE))

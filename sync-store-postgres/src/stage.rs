@@ -59,11 +59,14 @@ pub(crate) async fn open_run<C: GenericClient>(
                 "started_at",
                 "validated_seq",
                 "staged_count",
+                "fence",
             ]
             .map(id),
         )
         .from(table(schema, sql::RUNS))
         .and_where(Expr::col(id("sync")).eq(sync))
+        // Locked: a concurrent begin that hands the run to a newer fence is seen, not raced.
+        .lock(sea_query::LockType::Update)
         .to_owned();
     let rows = sql::query(client, &q).await?;
     let Some(r) = rows.first() else {
@@ -84,6 +87,7 @@ pub(crate) async fn open_run<C: GenericClient>(
             params: serde_json::from_str(&s(4)?).map_err(corrupt)?,
             resumed: true,
             started_at: r.try_get::<_, DateTime<Utc>>(5).map_err(classify)?,
+            fence: FenceToken(r.try_get::<_, i64>(8).map_err(classify)? as u64),
         },
     }))
 }
@@ -94,6 +98,11 @@ pub(crate) async fn this_run<C: GenericClient>(
     run: &StagingRun,
 ) -> Result<RunRow> {
     match open_run(client, schema, &run.sync).await? {
+        Some(r) if r.run.run_id == run.run_id && r.run.fence != run.fence => Err(Error::new(
+            ErrorKind::Fenced,
+            "a newer writer owns this staging run",
+        )
+        .with_context("sync", &run.sync)),
         Some(r) if r.run.run_id == run.run_id => Ok(r),
         _ => Err(Error::new(ErrorKind::NotFound, "staging run is not open")
             .with_context("sync", &run.sync)
@@ -179,12 +188,25 @@ pub(crate) async fn begin(
     schema: &str,
     sync: &str,
     stream: &Arc<StreamSchema>,
-    _fence: FenceToken,
+    fence: FenceToken,
     params: &serde_json::Value,
 ) -> Result<StagingRun> {
     if let Some(mut existing) = open_run(tx, schema, sync).await? {
+        if fence < existing.run.fence {
+            return Err(
+                Error::new(ErrorKind::Fenced, "a newer writer owns this staging run")
+                    .with_context("sync", sync),
+            );
+        }
         let held = count(tx, schema, &existing.table(), false).await?;
         if held as i64 == existing.staged_count {
+            let adopt = Query::update()
+                .table(table(schema, sql::RUNS))
+                .value(id("fence"), fence.0 as i64)
+                .and_where(Expr::col(id("id")).eq(existing.rowid))
+                .to_owned();
+            execute(tx, &adopt).await?;
+            existing.run.fence = fence;
             existing.run.staged_rows = held;
             return Ok(existing.run);
         }
@@ -207,6 +229,7 @@ pub(crate) async fn begin(
         params: params.clone(),
         resumed: false,
         started_at: Utc::now(),
+        fence,
     };
     let insert = Query::insert()
         .into_table(table(schema, sql::RUNS))
@@ -219,6 +242,7 @@ pub(crate) async fn begin(
                 "progress",
                 "params",
                 "started_at",
+                "fence",
             ]
             .map(id),
         )
@@ -230,6 +254,7 @@ pub(crate) async fn begin(
             serde_json::to_string(&run.progress)?.into(),
             serde_json::to_string(&run.params)?.into(),
             run.started_at.into(),
+            (fence.0 as i64).into(),
         ])
         .returning_col(id("id"))
         .to_owned();

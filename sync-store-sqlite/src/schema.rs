@@ -14,7 +14,7 @@ use crate::error::SqliteResultExt;
 use crate::sql::{self, column_def, execute, id};
 
 /// The newest schema version this library knows.
-pub(crate) const LATEST_VERSION: i64 = 3;
+pub(crate) const LATEST_VERSION: i64 = 4;
 
 fn text(name: &str) -> ColumnDef {
     let mut c = ColumnDef::new(id(name));
@@ -135,6 +135,18 @@ fn migration_3(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Version 4: staging runs record the fencing token of the writer that owns them.
+fn migration_4(tx: &Transaction<'_>) -> Result<()> {
+    let mut column = ColumnDef::new(id("fence"));
+    column.integer().not_null().default(0);
+    let alter = Table::alter()
+        .table(id(sql::RUNS))
+        .add_column(column)
+        .to_owned();
+    tx.execute(&alter.to_string(SqliteQueryBuilder), []).db()?;
+    Ok(())
+}
+
 /// Brings the database to [`LATEST_VERSION`], one migration per transaction, in order.
 /// A database written by a newer library is refused.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -172,6 +184,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
             }
             2 => migration_2(&tx)?,
             3 => migration_3(&tx)?,
+            4 => migration_4(&tx)?,
             v => return Err(Error::internal(format!("no migration to version {v}"))),
         }
         execute(

@@ -63,6 +63,7 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
                 "params",
                 "started_at",
                 "validated_seq",
+                "fence",
             ]
             .map(id),
         )
@@ -70,7 +71,7 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
         .and_where(Expr::col(id("sync")).eq(sync))
         .to_owned();
     let (text, values) = q.build_rusqlite(SqliteQueryBuilder);
-    type Raw = (i64, String, String, String, String, String, i64);
+    type Raw = (i64, String, String, String, String, String, i64, i64);
     let raw: Option<Raw> = conn
         .query_row(&text, &*values.as_params(), |r| {
             Ok((
@@ -81,11 +82,13 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
                 r.get(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                r.get(7)?,
             ))
         })
         .optional()
         .db()?;
-    let Some((rowid, run_id, schema, progress, params, started_at, validated_seq)) = raw else {
+    let Some((rowid, run_id, schema, progress, params, started_at, validated_seq, fence)) = raw
+    else {
         return Ok(None);
     };
     let schema: StreamSchema = serde_json::from_str(&schema).map_err(corrupt)?;
@@ -103,6 +106,7 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
             started_at: DateTime::parse_from_rfc3339(&started_at)
                 .map_err(corrupt)?
                 .with_timezone(&Utc),
+            fence: FenceToken(fence as u64),
         },
     }))
 }
@@ -110,6 +114,11 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
 /// The open run matching `run` (same sync and run id), or `NotFound`.
 pub(crate) fn this_run(conn: &Connection, run: &StagingRun) -> Result<RunRow> {
     match open_run(conn, &run.sync)? {
+        Some(r) if r.run.run_id == run.run_id && r.run.fence != run.fence => Err(Error::new(
+            ErrorKind::Fenced,
+            "a newer writer owns this staging run",
+        )
+        .with_context("sync", &run.sync)),
         Some(r) if r.run.run_id == run.run_id => Ok(r),
         _ => Err(Error::new(ErrorKind::NotFound, "staging run is not open")
             .with_context("sync", &run.sync)
@@ -133,10 +142,23 @@ pub(crate) fn begin(
     tx: &Transaction<'_>,
     sync: &str,
     schema: &Arc<StreamSchema>,
-    _fence: FenceToken,
+    fence: FenceToken,
     params: &serde_json::Value,
 ) -> Result<StagingRun> {
     if let Some(mut existing) = open_run(tx, sync)? {
+        if fence < existing.run.fence {
+            return Err(
+                Error::new(ErrorKind::Fenced, "a newer writer owns this staging run")
+                    .with_context("sync", sync),
+            );
+        }
+        let adopt = Query::update()
+            .table(id(sql::RUNS))
+            .value(id("fence"), fence.0 as i64)
+            .and_where(Expr::col(id("id")).eq(existing.rowid))
+            .to_owned();
+        execute(tx, &adopt)?;
+        existing.run.fence = fence;
         existing.run.staged_rows = count(tx, &existing.table(), None, None)?;
         return Ok(existing.run);
     }
@@ -149,6 +171,7 @@ pub(crate) fn begin(
         params: params.clone(),
         resumed: false,
         started_at: Utc::now(),
+        fence,
     };
     let insert = Query::insert()
         .into_table(id(sql::RUNS))
@@ -161,6 +184,7 @@ pub(crate) fn begin(
                 "progress",
                 "params",
                 "started_at",
+                "fence",
             ]
             .map(id),
         )
@@ -172,6 +196,7 @@ pub(crate) fn begin(
             serde_json::to_string(&run.progress)?.into(),
             serde_json::to_string(&run.params)?.into(),
             run.started_at.to_rfc3339().into(),
+            (fence.0 as i64).into(),
         ])
         .to_owned();
     execute(tx, &insert)?;

@@ -94,11 +94,13 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
         conn.execute(&format!("DROP INDEX \"{t}_by_sync\""), [])
             .unwrap();
     }
-    conn.execute(
-        "ALTER TABLE \"_sync_runs\" DROP COLUMN \"validated_seq\"",
-        [],
-    )
-    .unwrap();
+    for column in ["validated_seq", "fence"] {
+        conn.execute(
+            &format!("ALTER TABLE \"_sync_runs\" DROP COLUMN \"{column}\""),
+            [],
+        )
+        .unwrap();
+    }
     conn.execute("UPDATE \"_sync_schema_version\" SET \"version\" = 1", [])
         .unwrap();
     drop(conn);
@@ -125,15 +127,15 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
         .unwrap();
     let validated: i64 = conn
         .query_row(
-            "SELECT count(*) FROM pragma_table_info('_sync_runs') WHERE name = 'validated_seq'",
+            "SELECT count(*) FROM pragma_table_info('_sync_runs') WHERE name IN ('validated_seq', 'fence')",
             [],
             |r| r.get(0),
         )
         .unwrap();
     assert_eq!(
         (version, indexes, validated),
-        (3, 3, 1),
-        "migrations 2 and 3 ran"
+        (4, 3, 2),
+        "migrations 2 to 4 ran"
     );
 }
 

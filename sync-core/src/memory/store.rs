@@ -199,6 +199,11 @@ impl MemoryStore {
 
     fn run_mut<'a>(s: &'a mut State, run: &StagingRun) -> Result<&'a mut Run> {
         match s.runs.get_mut(&run.sync) {
+            Some(r) if r.run.run_id == run.run_id && r.run.fence != run.fence => Err(Error::new(
+                ErrorKind::Fenced,
+                "a newer writer owns this staging run",
+            )
+            .with_context("sync", &run.sync)),
             Some(r) if r.run.run_id == run.run_id => Ok(r),
             _ => Err(Error::new(ErrorKind::NotFound, "staging run is not open")
                 .with_context("sync", &run.sync)
@@ -259,11 +264,18 @@ impl Stager for MemoryStore {
         &self,
         sync: &str,
         schema: Arc<StreamSchema>,
-        _fence: FenceToken,
+        fence: FenceToken,
         params: serde_json::Value,
     ) -> Result<StagingRun> {
         let mut s = self.lock();
-        if let Some(r) = s.runs.get(sync) {
+        if let Some(r) = s.runs.get_mut(sync) {
+            if fence < r.run.fence {
+                return Err(
+                    Error::new(ErrorKind::Fenced, "a newer writer owns this staging run")
+                        .with_context("sync", sync),
+                );
+            }
+            r.run.fence = fence;
             let mut run = r.run.clone();
             run.resumed = true;
             run.staged_rows =
@@ -279,6 +291,7 @@ impl Stager for MemoryStore {
             params,
             resumed: false,
             started_at: Utc::now(),
+            fence,
         };
         s.runs.insert(
             sync.to_string(),

@@ -35,6 +35,7 @@ macro_rules! conformance_suite {
             checkpoint_reset_keeps_ledger,
             stager_schema_evolution_adds_columns,
             stager_begin_resumes_open_run,
+            stager_a_fenced_out_writer_cannot_touch_the_run,
             stager_stage_rejects_discontinuous_delta,
             stager_validate_keeps_newest_duplicate,
             stager_dedupe_treats_null_version_as_oldest,

@@ -196,12 +196,7 @@ pub async fn stager_stage_rejects_discontinuous_delta(h: StoreHandles) {
     assert_eq!(back.kind(), ErrorKind::CheckpointDelta);
     let resumed = h
         .stager
-        .begin(
-            "s",
-            schema.clone(),
-            crate::FenceToken(0),
-            serde_json::Value::Null,
-        )
+        .begin("s", schema.clone(), run.fence, serde_json::Value::Null)
         .await
         .unwrap();
     assert_eq!(
@@ -890,5 +885,84 @@ pub async fn stager_dedupe_treats_null_version_as_oldest(h: StoreHandles) {
     assert_eq!(
         h.stager.read_target("nullver").await.unwrap(),
         vec![row(Some(5), "five")]
+    );
+}
+
+/// A writer whose run was taken over by a newer `begin` (a newer fence) can no longer stage,
+/// validate, abort or begin it; the new owner carries on with what was staged.
+pub async fn stager_a_fenced_out_writer_cannot_touch_the_run(h: StoreHandles) {
+    let schema = items_schema("fenced");
+    let (old, old_fence) = open(&h, "s", &schema).await;
+    h.stager
+        .stage(
+            &old,
+            batch(
+                &schema,
+                vec![item("a", 1, Some(1))],
+                Position::Start,
+                Position::Page(1),
+            ),
+        )
+        .await
+        .unwrap();
+    let new_fence = h.checkpoints.acquire_fence("s").await.unwrap();
+    let new = h
+        .stager
+        .begin("s", schema.clone(), new_fence, serde_json::Value::Null)
+        .await
+        .unwrap();
+    assert!(new.resumed && new.run_id == old.run_id && new.fence == new_fence);
+    let late = batch(
+        &schema,
+        vec![item("x", 1, Some(1))],
+        Position::Page(1),
+        Position::Page(2),
+    );
+    assert_eq!(
+        h.stager.stage(&old, late).await.unwrap_err().kind(),
+        ErrorKind::Fenced
+    );
+    assert_eq!(
+        h.stager
+            .validate(&old, &ValidationRules::default())
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Fenced
+    );
+    assert_eq!(
+        h.stager.abort(&old).await.unwrap_err().kind(),
+        ErrorKind::Fenced
+    );
+    let again = h
+        .stager
+        .begin("s", schema.clone(), old_fence, serde_json::Value::Null)
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Fenced);
+    h.stager
+        .stage(
+            &new,
+            batch(
+                &schema,
+                vec![item("b", 1, Some(1))],
+                Position::Page(1),
+                Position::Page(2),
+            ),
+        )
+        .await
+        .unwrap();
+    h.stager
+        .validate(&new, &ValidationRules::default())
+        .await
+        .unwrap();
+    let c = commit("s", None, new_fence, Position::Start, Position::Page(2));
+    h.stager
+        .promote(&new, &PromoteMode::Upsert, &c, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&h.stager.read_target("fenced").await.unwrap()),
+        ["a", "b"]
     );
 }
