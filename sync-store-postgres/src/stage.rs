@@ -428,9 +428,27 @@ pub(crate) async fn validate(
         ));
     }
     let mut quarantined = 0;
-    for (c, reason) in &required {
-        let null = Expr::col(id(&stream.columns()[*c].name)).is_null();
-        quarantined += reject(tx, schema, &stage, null.and(fresh()), reason).await?;
+    // One probe finds out whether any new row lacks a required value (rarely); only then is
+    // each column's reason written.
+    let any_null = required
+        .iter()
+        .map(|(c, _)| Expr::col(id(&stream.columns()[*c].name)).is_null())
+        .reduce(|a, b| a.or(b));
+    if let Some(any_null) = any_null {
+        let probe = Query::select()
+            .expr(Expr::cust("1::bigint"))
+            .from(table(schema, &stage))
+            .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+            .and_where(fresh())
+            .and_where(any_null)
+            .limit(1)
+            .to_owned();
+        if sql::query_i64(tx, &probe).await?.is_some() {
+            for (c, reason) in &required {
+                let null = Expr::col(id(&stream.columns()[*c].name)).is_null();
+                quarantined += reject(tx, schema, &stage, null.and(fresh()), reason).await?;
+            }
+        }
     }
     if !rules.rules.is_empty() {
         let fresh_rows = rows_where(
@@ -462,41 +480,61 @@ pub(crate) async fn validate(
         index.col(id(&stream.columns()[k].name));
     }
     ddl(tx, &index.to_string(PostgresQueryBuilder)).await?;
-    // One row per key: the newest by the version guard, the last staged on ties.
-    let mut window = WindowStatement::new();
-    OverStatement::partition_by_columns(
-        &mut window,
+    // One row per key: the newest by the version guard, the last staged on ties. A probe over
+    // the key index skips the window when no key is staged twice (the common case).
+    let key_cols = || {
         stream
             .primary_key()
             .iter()
-            .map(|&k| id(&stream.columns()[k].name)),
-    );
-    for &g in stream.guard() {
-        // NULL is the oldest guard value (as the core compares), so it sorts last here.
-        window.order_by_with_nulls(
-            id(&stream.columns()[g].name),
-            Order::Desc,
-            NullOrdering::Last,
-        );
-    }
-    window.order_by(id(SEQ), Order::Desc);
-    let ranked = Query::select()
-        .column(id(SEQ))
-        .expr_window_as(Expr::cust("ROW_NUMBER()"), window, id("rn"))
+            .map(|&k| id(&stream.columns()[k].name))
+            .collect::<Vec<_>>()
+    };
+    let dup_probe = Query::select()
+        .expr(Expr::cust("1::bigint"))
         .from(table(schema, &stage))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
         .and_where(Expr::col(id(STATE)).ne(REJECTED))
+        .group_by_columns(key_cols())
+        .and_having(Expr::col(id(SEQ)).count().gt(1i64))
+        .limit(1)
         .to_owned();
-    let losers = Query::select()
-        .column(id(SEQ))
-        .from_subquery(ranked, id("ranked"))
-        .and_where(Expr::col(id("rn")).gt(1i64))
-        .to_owned();
-    let delete = Query::delete()
-        .from_table(table(schema, &stage))
-        .and_where(Expr::col(id(SEQ)).in_subquery(losers))
-        .to_owned();
-    let duplicates = execute(tx, &delete).await?;
+    let mut duplicates = 0;
+    if sql::query_i64(tx, &dup_probe).await?.is_some() {
+        let mut window = WindowStatement::new();
+        OverStatement::partition_by_columns(
+            &mut window,
+            stream
+                .primary_key()
+                .iter()
+                .map(|&k| id(&stream.columns()[k].name)),
+        );
+        for &g in stream.guard() {
+            // NULL is the oldest guard value (as the core compares), so it sorts last here.
+            window.order_by_with_nulls(
+                id(&stream.columns()[g].name),
+                Order::Desc,
+                NullOrdering::Last,
+            );
+        }
+        window.order_by(id(SEQ), Order::Desc);
+        let ranked = Query::select()
+            .column(id(SEQ))
+            .expr_window_as(Expr::cust("ROW_NUMBER()"), window, id("rn"))
+            .from(table(schema, &stage))
+            .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+            .and_where(Expr::col(id(STATE)).ne(REJECTED))
+            .to_owned();
+        let losers = Query::select()
+            .column(id(SEQ))
+            .from_subquery(ranked, id("ranked"))
+            .and_where(Expr::col(id("rn")).gt(1i64))
+            .to_owned();
+        let delete = Query::delete()
+            .from_table(table(schema, &stage))
+            .and_where(Expr::col(id(SEQ)).in_subquery(losers))
+            .to_owned();
+        duplicates = execute(tx, &delete).await?;
+    }
     let high = Query::select()
         .expr(Expr::col(id(SEQ)).max())
         .from(table(schema, &stage))
