@@ -15,7 +15,7 @@ use crate::sql::{
     STATE,
 };
 use crate::stage::{
-    count_live, end, has_unvalidated, quarantine_rejected, record_staged_count, this_run,
+    adjust_staged_count, count_live, end, has_unvalidated, quarantine_rejected, this_run,
 };
 
 const STAGE: &str = "s";
@@ -169,7 +169,7 @@ pub(crate) async fn promote(
             &Query::delete().from_table(table(schema, &stage)).to_owned(),
         )
         .await?;
-        record_staged_count(tx, schema, &row).await?;
+        adjust_staged_count(tx, schema, &row, None).await?;
     }
     // Every statement ran; a crash here rolls all of it back.
     faults.check(FaultPoint::DuringCommit)?;

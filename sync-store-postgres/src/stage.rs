@@ -159,16 +159,21 @@ fn check_storable(stream: &StreamSchema, batch: &RecordBatch) -> Result<()> {
     Ok(())
 }
 
-/// Records how many rows the staging table holds now (in the caller's transaction).
-pub(crate) async fn record_staged_count(
+/// Moves the recorded number of staged rows by `delta` (in the caller's transaction), or sets
+/// it to zero: counting the table each time would cost a scan per batch.
+pub(crate) async fn adjust_staged_count(
     tx: &Transaction<'_>,
     schema: &str,
     row: &RunRow,
+    delta: Option<i64>,
 ) -> Result<()> {
-    let held = count(tx, schema, &row.table(), false).await? as i64;
+    let value = match delta {
+        Some(d) => sql::qcol(schema, sql::RUNS, "staged_count").add(d),
+        None => Expr::val(0i64),
+    };
     let stmt = Query::update()
         .table(table(schema, sql::RUNS))
-        .value(id("staged_count"), held)
+        .value(id("staged_count"), value)
         .and_where(Expr::col(id("id")).eq(row.rowid))
         .to_owned();
     execute(tx, &stmt).await.map(drop)
@@ -299,6 +304,10 @@ pub(crate) async fn stage(
     run: &StagingRun,
     batch: &RecordBatch,
 ) -> Result<Position> {
+    // A staging commit need not wait for the WAL flush: losing the last ones in a server crash
+    // loses their rows and their progress together (one transaction), and the fill re-reads
+    // them. Promotion, which moves the checkpoint, keeps synchronous commit.
+    ddl(tx, "SET LOCAL synchronous_commit = off").await?;
     let row = this_run(tx, schema, run).await?;
     batch
         .delta()
@@ -360,7 +369,8 @@ pub(crate) async fn stage(
         .and_where(Expr::col(id("id")).eq(row.rowid))
         .to_owned();
     execute(tx, &progress).await?;
-    record_staged_count(tx, schema, &row).await?;
+    let written = (batch.rows().len() + batch.deletes().len()) as i64;
+    adjust_staged_count(tx, schema, &row, Some(written)).await?;
     Ok(batch.delta().to.clone())
 }
 
@@ -549,7 +559,7 @@ pub(crate) async fn validate(
         .and_where(Expr::col(id("id")).eq(row.rowid))
         .to_owned();
     execute(tx, &mark).await?;
-    record_staged_count(tx, schema, &row).await?;
+    adjust_staged_count(tx, schema, &row, Some(-(duplicates as i64))).await?;
     let valid = count_live(tx, schema, &stage).await?;
     Ok(ValidationReport {
         valid,
