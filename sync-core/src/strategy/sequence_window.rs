@@ -130,12 +130,7 @@ impl SequenceWindowStrategy {
             rows.extend(fetched);
         }
         st.report.rows_read += rows.len() as u64;
-        let present: BTreeSet<Key> = rows.iter().map(|r| r.key(schema)).collect();
-        let deletes: Vec<Key> = ids
-            .iter()
-            .filter(|k| !present.contains(k))
-            .cloned()
-            .collect();
+        let deletes = missing(ids, &rows, schema);
         let run = st
             .open_run(
                 ctx,
@@ -156,14 +151,10 @@ impl SequenceWindowStrategy {
         };
         let batch = RecordBatch::new(schema.clone(), rows, stage_delta)?.with_deletes(deletes);
         ctx.stager.stage(&run, batch).await?;
-        let ledger_delta = CheckpointDelta {
-            from: Position::Sequence(window.low),
-            to: Position::Sequence(window.high),
-        };
         let ledger = st.ledger(
             ctx,
             StrategyKind::SequenceWindow,
-            &ledger_delta,
+            &window_delta(window),
             read,
             status,
             started,
@@ -185,6 +176,29 @@ impl SequenceWindowStrategy {
         Ok(())
     }
 
+    /// What the sink receives for `window`: the promoted rows of its ids, and deletes for the
+    /// ids the target no longer holds.
+    async fn delivery(
+        &self,
+        ctx: &SyncContext,
+        schema: &Arc<StreamSchema>,
+        ids: &[Key],
+        window: Window,
+    ) -> Result<Delivery> {
+        let upserts = ctx
+            .stager
+            .read_target_keys(&self.config.stream, ids)
+            .await?;
+        let deletes = missing(ids, &upserts, schema);
+        Ok(Delivery {
+            sync: ctx.sync.clone(),
+            schema: schema.clone(),
+            upserts,
+            deletes,
+            delta: window_delta(window),
+        })
+    }
+
     /// Delivers the promoted state of `window` to the sink, then records the delivery.
     async fn deliver(
         &self,
@@ -196,27 +210,8 @@ impl SequenceWindowStrategy {
         let Some(sink) = &ctx.sink else { return Ok(()) };
         let started = Instant::now();
         let ids = self.window_ids(ctx, window).await?;
-        let upserts = ctx
-            .stager
-            .read_target_keys(&self.config.stream, &ids)
-            .await?;
-        let present: BTreeSet<Key> = upserts.iter().map(|r| r.key(schema)).collect();
-        let deletes: Vec<Key> = ids
-            .iter()
-            .filter(|k| !present.contains(k))
-            .cloned()
-            .collect();
-        let delta = CheckpointDelta {
-            from: Position::Sequence(window.low),
-            to: Position::Sequence(window.high),
-        };
-        let delivery = Delivery {
-            sync: ctx.sync.clone(),
-            schema: schema.clone(),
-            upserts,
-            deletes,
-            delta: delta.clone(),
-        };
+        let delivery = self.delivery(ctx, schema, &ids, window).await?;
+        let delta = delivery.delta.clone();
         let receipt = st.retrying(ctx, || sink.deliver(&delivery)).await?;
         let mut state = st.state();
         state.delivered = Some(Position::Sequence(window.high));
@@ -328,27 +323,7 @@ impl SequenceWindowStrategy {
             )
             .await?;
             if let Some(sink) = &ctx.sink {
-                let upserts = ctx
-                    .stager
-                    .read_target_keys(&self.config.stream, &ids)
-                    .await?;
-                let present: BTreeSet<Key> = upserts.iter().map(|r| r.key(&schema)).collect();
-                let deletes = ids
-                    .iter()
-                    .filter(|k| !present.contains(k))
-                    .cloned()
-                    .collect();
-                let d = CheckpointDelta {
-                    from: Position::Sequence(window.low),
-                    to: Position::Sequence(window.high),
-                };
-                let delivery = Delivery {
-                    sync: ctx.sync.clone(),
-                    schema,
-                    upserts,
-                    deletes,
-                    delta: d,
-                };
+                let delivery = self.delivery(ctx, &schema, &ids, window).await?;
                 st.retrying(ctx, || sink.deliver(&delivery)).await?;
             }
             Ok(())
@@ -380,6 +355,23 @@ impl Strategy for SequenceWindowStrategy {
         .instrument(span)
         .await
     }
+}
+
+/// The checkpoint delta that names `window` in the ledger and in deliveries.
+fn window_delta(window: Window) -> CheckpointDelta {
+    CheckpointDelta {
+        from: Position::Sequence(window.low),
+        to: Position::Sequence(window.high),
+    }
+}
+
+/// The ids among `ids` that no row of `rows` carries: the deletes of a window.
+fn missing(ids: &[Key], rows: &[crate::record::Row], schema: &StreamSchema) -> Vec<Key> {
+    let present: BTreeSet<Key> = rows.iter().map(|r| r.key(schema)).collect();
+    ids.iter()
+        .filter(|k| !present.contains(k))
+        .cloned()
+        .collect()
 }
 
 /// Gaps and overlaps among the committed windows of a ledger.
