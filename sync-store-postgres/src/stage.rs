@@ -338,28 +338,33 @@ pub(crate) async fn stage(
     let sink = tx.copy_in(copy.as_str()).await.map_err(classify)?;
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
-    let kind_row = KIND_ROW;
+    // One flat cell buffer per batch and one reused field list: no allocation per row.
+    let width = stream.columns().len();
+    let mut cells: Vec<Cell<'_>> = Vec::with_capacity(width * batch.rows().len());
     for r in batch.rows() {
-        let mut fields: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(columns.len());
-        fields.push(&kind_row);
-        let cells: Vec<Cell<'_>> = r.values().iter().map(Cell).collect();
-        fields.extend(cells.iter().map(|c| c as &(dyn ToSql + Sync)));
-        writer.as_mut().write(&fields).await.map_err(classify)?;
+        cells.extend(r.values().iter().map(Cell));
     }
-    let kind_delete = KIND_DELETE;
+    let rows_end = cells.len();
     for key in batch.deletes() {
         let mut key_values = key.0.iter();
-        let cells: Vec<Cell<'_>> = (0..stream.columns().len())
-            .map(|i| {
-                Cell(if stream.primary_key().contains(&i) {
-                    key_values.next().unwrap_or(&Value::Null)
-                } else {
-                    &Value::Null
-                })
+        cells.extend((0..width).map(|i| {
+            Cell(if stream.primary_key().contains(&i) {
+                key_values.next().unwrap_or(&Value::Null)
+            } else {
+                &Value::Null
             })
-            .collect();
-        let mut fields: Vec<&(dyn ToSql + Sync)> = vec![&kind_delete];
-        fields.extend(cells.iter().map(|c| c as &(dyn ToSql + Sync)));
+        }));
+    }
+    let (kind_row, kind_delete) = (KIND_ROW, KIND_DELETE);
+    let mut fields: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(width + 1);
+    for (at, record) in cells.chunks(width.max(1)).enumerate() {
+        fields.clear();
+        fields.push(if at * width < rows_end {
+            &kind_row
+        } else {
+            &kind_delete
+        });
+        fields.extend(record.iter().map(|c| c as &(dyn ToSql + Sync)));
         writer.as_mut().write(&fields).await.map_err(classify)?;
     }
     writer.finish().await.map_err(classify)?;
