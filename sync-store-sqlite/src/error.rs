@@ -48,9 +48,13 @@ impl<T> SqliteResultExt<T> for rusqlite::Result<T> {
     }
 }
 
-/// True when the error is SQLite's BUSY or LOCKED.
+/// True when the error came from SQLite's BUSY or LOCKED (read from the kept source, not the
+/// message).
 pub(crate) fn is_busy(e: &Error) -> bool {
-    e.kind() == ErrorKind::Storage && e.is_transient() && e.message() == "database is busy"
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<rusqlite::Error>())
+        .and_then(rusqlite::Error::sqlite_error_code)
+        .is_some_and(|c| matches!(c, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
 #[cfg(test)]
@@ -65,7 +69,9 @@ mod tests {
     fn busy_and_locked_are_transient_and_notadb_is_clear() {
         let busy = classify(failure(rusqlite::ffi::SQLITE_BUSY));
         assert!(busy.is_transient() && is_busy(&busy));
-        assert!(classify(failure(rusqlite::ffi::SQLITE_LOCKED)).is_transient());
+        let locked = classify(failure(rusqlite::ffi::SQLITE_LOCKED));
+        assert!(locked.is_transient() && is_busy(&locked));
+        assert!(!is_busy(&classify(failure(rusqlite::ffi::SQLITE_FULL))));
         let notadb = classify(failure(rusqlite::ffi::SQLITE_NOTADB));
         assert_eq!(
             (notadb.kind(), notadb.message()),
