@@ -114,13 +114,7 @@ pub fn compare_values(a: &[Value], b: &[Value]) -> Option<Ordering> {
     if a.len() != b.len() {
         return None;
     }
-    for (x, y) in a.iter().zip(b) {
-        match x.compare(y)? {
-            Ordering::Equal => {}
-            o => return Some(o),
-        }
-    }
-    Some(Ordering::Equal)
+    crate::record::compare_in_order(a.iter(), b.iter())
 }
 
 /// Where a sync stands in its source.

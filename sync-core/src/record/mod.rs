@@ -65,6 +65,46 @@ impl Row {
         }
     }
 
+    /// Compares this row's cursor values with `other` (as [`crate::position::compare_values`]
+    /// does) without copying them; `None` when the arity or a type differs.
+    pub fn compare_cursor(&self, schema: &StreamSchema, other: &[Value]) -> Option<Ordering> {
+        if schema.cursor().len() != other.len() {
+            return None;
+        }
+        compare_in_order(schema.cursor().iter().map(|&i| &self.0[i]), other.iter())
+    }
+
+    /// Compares this row's (cursor, key) position with `other`, exactly as
+    /// [`CursorKey::compare`] would compare [`Row::cursor_key`], without copying values.
+    pub fn compare_cursor_key(&self, schema: &StreamSchema, other: &CursorKey) -> Option<Ordering> {
+        match self.compare_cursor(schema, &other.cursor)? {
+            Ordering::Equal => Some(match &other.key {
+                None => Ordering::Less,
+                Some(k) => cmp_keys(self.key_values(schema), k.0.iter()),
+            }),
+            o => Some(o),
+        }
+    }
+
+    /// Compares the cursor values of two rows of one stream without copying them.
+    pub fn compare_cursor_row(&self, other: &Row, schema: &StreamSchema) -> Option<Ordering> {
+        let mine = schema.cursor().iter().map(|&i| &self.0[i]);
+        let theirs = schema.cursor().iter().map(|&i| &other.0[i]);
+        compare_in_order(mine, theirs)
+    }
+
+    /// Compares the (cursor, key) positions of two rows of one stream without copying values.
+    pub fn compare_cursor_key_row(&self, other: &Row, schema: &StreamSchema) -> Option<Ordering> {
+        match self.compare_cursor_row(other, schema)? {
+            Ordering::Equal => Some(cmp_keys(self.key_values(schema), other.key_values(schema))),
+            o => Some(o),
+        }
+    }
+
+    fn key_values<'a>(&'a self, schema: &'a StreamSchema) -> impl Iterator<Item = &'a Value> {
+        schema.primary_key().iter().map(|&i| &self.0[i])
+    }
+
     /// Compares the guard columns (version or cursor) of two rows of one stream: `Greater`
     /// means `self` is newer. Rows without guard columns compare `Equal`.
     pub fn compare_guard(&self, other: &Row, schema: &StreamSchema) -> Ordering {
@@ -122,16 +162,45 @@ impl PartialOrd for Key {
 
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
-        for (a, b) in self.0.iter().zip(&other.0) {
-            let o = a
-                .compare(b)
-                .unwrap_or_else(|| type_rank(a).cmp(&type_rank(b)));
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        self.0.len().cmp(&other.0.len())
+        cmp_keys(self.0.iter(), other.0.iter())
     }
+}
+
+/// The order of [`Key`] over key values given in column order: element by element (values
+/// of different types by type), then the shorter first.
+fn cmp_keys<'a>(
+    mut a: impl Iterator<Item = &'a Value>,
+    mut b: impl Iterator<Item = &'a Value>,
+) -> Ordering {
+    loop {
+        let (x, y) = match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => (x, y),
+        };
+        let o = x
+            .compare(y)
+            .unwrap_or_else(|| type_rank(x).cmp(&type_rank(y)));
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+}
+
+/// Element-by-element comparison of two value sequences of one length; `None` at the first
+/// pair of values that do not compare.
+pub(crate) fn compare_in_order<'a>(
+    a: impl Iterator<Item = &'a Value>,
+    b: impl Iterator<Item = &'a Value>,
+) -> Option<Ordering> {
+    for (x, y) in a.zip(b) {
+        match x.compare(y)? {
+            Ordering::Equal => {}
+            o => return Some(o),
+        }
+    }
+    Some(Ordering::Equal)
 }
 
 fn type_rank(v: &Value) -> u8 {
@@ -308,6 +377,47 @@ mod tests {
     use super::*;
     use crate::position::Position;
     use crate::schema::{Column, ColumnType};
+
+    #[test]
+    fn borrowed_cursor_comparisons_agree_with_the_copied_ones() {
+        let schema = crate::testkit::items_schema("t");
+        let rows: Vec<Row> = ["a", "b"]
+            .iter()
+            .flat_map(|id| {
+                [None, Some(1), Some(2)]
+                    .map(|u| crate::testkit::item(id, 1, u))
+                    .into_iter()
+            })
+            .collect();
+        let mut positions: Vec<CursorKey> = rows.iter().map(|r| r.cursor_key(&schema)).collect();
+        for cursor in [
+            vec![Value::from(1)],
+            vec![Value::Null],
+            vec![Value::from("x")],
+            vec![],
+        ] {
+            positions.push(CursorKey { cursor, key: None });
+        }
+        for row in &rows {
+            for p in &positions {
+                assert_eq!(
+                    row.compare_cursor_key(&schema, p),
+                    row.cursor_key(&schema).compare(p),
+                    "{row:?} vs {p:?}"
+                );
+                assert_eq!(
+                    row.compare_cursor(&schema, &p.cursor),
+                    crate::position::compare_values(&row.cursor_values(&schema), &p.cursor)
+                );
+            }
+            for other in &rows {
+                assert_eq!(
+                    row.compare_cursor_key_row(other, &schema),
+                    row.cursor_key(&schema).compare(&other.cursor_key(&schema))
+                );
+            }
+        }
+    }
 
     fn schema() -> Arc<StreamSchema> {
         Arc::new(

@@ -249,15 +249,24 @@ impl FullStrategy {
             if let Some(last) = page.rows.last() {
                 fill.last_key = Some(last.key(&schema));
             }
-            for row in &page.rows {
-                let c = row.cursor_values(&schema);
-                if !c.is_empty()
-                    && fill
-                        .max_cursor
-                        .as_ref()
-                        .map_or(true, |m| compare_values(&c, m) == Some(Ordering::Greater))
-                {
-                    fill.max_cursor = Some(c);
+            if !schema.cursor().is_empty() {
+                // The running maximum is the stored one or a row of this page, by reference:
+                // values are copied once per page, not per row.
+                let mut page_max: Option<&crate::record::Row> = None;
+                for row in &page.rows {
+                    let greater = match page_max {
+                        Some(m) => row.compare_cursor_row(m, &schema),
+                        None => fill
+                            .max_cursor
+                            .as_ref()
+                            .map_or(Some(Ordering::Greater), |m| row.compare_cursor(&schema, m)),
+                    } == Some(Ordering::Greater);
+                    if greater {
+                        page_max = Some(row);
+                    }
+                }
+                if let Some(m) = page_max {
+                    fill.max_cursor = Some(m.cursor_values(&schema));
                 }
             }
             fill.next = page.next;

@@ -283,8 +283,11 @@ impl IncrementalStrategy {
                 .rows
                 .iter()
                 .filter(|r| !r.get(cursor_col).is_null())
-                .map(|r| r.cursor_key(schema))
-                .max_by(|a, b| a.compare(b).unwrap_or(Ordering::Equal));
+                .max_by(|a, b| {
+                    a.compare_cursor_key_row(b, schema)
+                        .unwrap_or(Ordering::Equal)
+                })
+                .map(|r| r.cursor_key(schema));
             // Rows already seen in this run (ties re-read by an anchored request) are skipped;
             // a row without a cursor value is taken once, wherever it appears (to quarantine).
             let unseen: Vec<Row> = page
@@ -295,7 +298,7 @@ impl IncrementalStrategy {
                         return no_cursor_seen.insert(r.key(schema));
                     }
                     anchor.as_ref().map_or(true, |a| {
-                        r.cursor_key(schema).compare(a) == Some(Ordering::Greater)
+                        r.compare_cursor_key(schema, a) == Some(Ordering::Greater)
                     })
                 })
                 .collect();
@@ -435,8 +438,9 @@ impl IncrementalStrategy {
         until: Option<&Value>,
         rows: Vec<Row>,
     ) -> Result<(Vec<Row>, Option<CursorKey>)> {
-        let mut kept = Vec::with_capacity(rows.len());
-        let mut max: Option<CursorKey> = None;
+        let mut kept: Vec<Row> = Vec::with_capacity(rows.len());
+        // The largest kept row, by index: its (cursor, key) is copied out once, at the end.
+        let mut max: Option<usize> = None;
         for row in rows {
             let cursor = row.get(cursor_col);
             if cursor.is_null() {
@@ -451,24 +455,24 @@ impl IncrementalStrategy {
             if until.is_some_and(|u| cursor.compare(u) == Some(Ordering::Greater)) {
                 continue;
             }
-            let ck = row.cursor_key(schema);
             let at_or_before = match pos {
-                Position::CursorKey(p) => {
-                    matches!(ck.compare(p), Some(Ordering::Less | Ordering::Equal))
-                }
+                Position::CursorKey(p) => matches!(
+                    row.compare_cursor_key(schema, p),
+                    Some(Ordering::Less | Ordering::Equal)
+                ),
                 _ => false,
             };
             if at_or_before && self.config.lookback == 0 {
                 continue;
             }
-            if max
-                .as_ref()
-                .map_or(true, |m| ck.compare(m) == Some(Ordering::Greater))
-            {
-                max = Some(ck);
+            if max.map_or(true, |m| {
+                row.compare_cursor_key_row(&kept[m], schema) == Some(Ordering::Greater)
+            }) {
+                max = Some(kept.len());
             }
             kept.push(row);
         }
+        let max = max.map(|m| kept[m].cursor_key(schema));
         Ok((kept, max))
     }
 
