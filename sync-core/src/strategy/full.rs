@@ -10,7 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::{log_entry, log_failure, RunReport, RunState, Strategy, StrategyKind, SyncContext};
+use super::{
+    log_entry, log_failure, while_fetching, ContinuedPage, Fetched, Fetcher, RunReport, RunState,
+    Strategy, StrategyKind, SyncContext,
+};
 use crate::checkpoint::{CheckpointState, LedgerStatus, LogLevel};
 use crate::error::{Error, ErrorKind, Result};
 use crate::position::{compare_values, CheckpointDelta, CursorKey, Position};
@@ -193,36 +196,37 @@ impl FullStrategy {
         let mut staged_at = run.progress.clone();
         let window_started = Instant::now();
         let mut restarts = 0;
+        let request = |selector: &PageSelector| PageRequest {
+            stream: cfg.stream.clone(),
+            selector: selector.clone(),
+            since: params.since.clone(),
+            until: None,
+            limit,
+        };
+        let page_by_number = ctx.source.capabilities().ordering != SourceOrdering::ByKey;
+        let fetcher = st.fetcher(ctx);
+        // The page at `fill.next`, fetched while the page before it was staged.
+        let mut ahead: Option<ContinuedPage> = None;
         while let Some(selector) = fill.next.take() {
-            if st.page_limit_reached(ctx) {
-                fill.next = Some(selector);
-                return Ok(false);
+            let continued = match ahead.take() {
+                Some(continued) => continued,
+                None => {
+                    if st.page_limit_reached(ctx) {
+                        fill.next = Some(selector);
+                        return Ok(false);
+                    }
+                    let fetched =
+                        fetch_fill(&fetcher, request(&selector), fill.last_key.clone(), &schema)
+                            .instrument(tracing::debug_span!("page", pages = fill.pages))
+                            .await?;
+                    st.count(ctx, fetched)
+                }
+            };
+            if matches!(selector, PageSelector::Page(_)) {
+                fill.unverifiable |= page_by_number;
             }
-            let req = PageRequest {
-                stream: cfg.stream.clone(),
-                selector: selector.clone(),
-                since: params.since.clone(),
-                until: None,
-                limit,
-            };
-            let span = tracing::debug_span!("page", pages = fill.pages);
-            let page = match selector {
-                PageSelector::Offset(offset) => {
-                    let last = fill.last_key.clone();
-                    let continued = st
-                        .fetch_continuing(ctx, &req, offset, last.as_ref(), &schema)
-                        .instrument(span)
-                        .await?;
-                    fill.drifted |= !continued.continuous;
-                    continued.page
-                }
-                PageSelector::Page(_) => {
-                    fill.unverifiable |=
-                        ctx.source.capabilities().ordering != SourceOrdering::ByKey;
-                    st.fetch_page(ctx, &req).instrument(span).await?
-                }
-                _ => st.fetch_page(ctx, &req).instrument(span).await?,
-            };
+            fill.drifted |= !continued.continuous;
+            let page = continued.page;
             if let (Some(before), Some(now)) = (fill.total, page.total) {
                 fill.drifted |= before != now;
             }
@@ -281,10 +285,19 @@ impl FullStrategy {
                     to,
                 },
             )?;
-            staged_at = ctx.stager.stage(&run, batch).await?;
+            // The next selector and the last key are known: fetch the next page while this
+            // one is staged, unless the page limit stops the run first.
+            let next = fill.next.as_ref().filter(|_| !st.page_limit_reached(ctx));
+            let prefetch = next.map(|next| {
+                fetch_fill(&fetcher, request(next), fill.last_key.clone(), &schema)
+                    .instrument(tracing::debug_span!("page", pages = fill.pages))
+            });
+            let (staged, fetched) = while_fetching(ctx.stager.stage(&run, batch), prefetch).await?;
+            staged_at = staged;
             ctx.progress.emit(ProgressEvent::Staged {
                 rows_staged: fill.rows,
             });
+            ahead = fetched.transpose()?.map(|f| st.count(ctx, f));
         }
 
         let old = st.position();
@@ -373,6 +386,27 @@ impl FullStrategy {
         };
         let since = Utc::now() - chrono::Duration::days(i64::from(days) + 1);
         Ok(Some((column, Value::Timestamp(since))))
+    }
+}
+
+/// Fetches the fill's page at `req.selector`; an offset page re-reads the record before it to
+/// check it continues from `last_key` (every other selector counts as continuous).
+async fn fetch_fill(
+    fetcher: &Fetcher<'_>,
+    req: PageRequest,
+    last_key: Option<Key>,
+    schema: &StreamSchema,
+) -> Result<Fetched<ContinuedPage>> {
+    match req.selector {
+        PageSelector::Offset(offset) => {
+            fetcher
+                .fetch_continuing(&req, offset, last_key.as_ref(), schema)
+                .await
+        }
+        _ => Ok(fetcher.fetch(&req).await?.map(|page| ContinuedPage {
+            page,
+            continuous: true,
+        })),
     }
 }
 

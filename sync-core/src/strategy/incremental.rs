@@ -13,17 +13,20 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::future::OptionFuture;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::{log_failure, RunReport, RunState, Strategy, StrategyKind, SyncContext};
+use super::{
+    log_failure, while_fetching, RunReport, RunState, Strategy, StrategyKind, SyncContext,
+};
 use crate::checkpoint::{CheckpointState, LedgerStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::position::{CheckpointDelta, CursorKey, Position};
 use crate::progress::ProgressEvent;
 use crate::record::{RecordBatch, Row};
 use crate::schema::{ColumnType, StreamSchema};
-use crate::source::{PageRequest, PageSelector, SourceOrdering};
+use crate::source::{Page, PageRequest, PageSelector, SourceOrdering};
 use crate::stager::{params_from, params_of, PromoteMode, StagingRun, ValidationRules};
 use crate::value::Value;
 
@@ -263,21 +266,30 @@ impl IncrementalStrategy {
         let mut anchor: Option<CursorKey> = None;
         let mut no_cursor_seen = std::collections::BTreeSet::new();
         let mut rows_staged = 0;
+        let request = |selector: &PageSelector, since: &Option<Vec<Value>>| PageRequest {
+            stream: self.config.stream.clone(),
+            selector: selector.clone(),
+            since: since.clone(),
+            until: until_bound.clone(),
+            limit,
+        };
+        let fetcher = st.fetcher(ctx);
+        // The page of the next request, fetched while the page before it was promoted.
+        let mut ahead: Option<Page> = None;
         loop {
-            if st.page_limit_reached(ctx) {
-                return Ok(false);
-            }
-            let req = PageRequest {
-                stream: self.config.stream.clone(),
-                selector: selector.clone(),
-                since: request_since.clone(),
-                until: until_bound.clone(),
-                limit,
+            let page = match ahead.take() {
+                Some(page) => page,
+                None => {
+                    if st.page_limit_reached(ctx) {
+                        return Ok(false);
+                    }
+                    let fetched = fetcher
+                        .fetch(&request(&selector, &request_since))
+                        .instrument(tracing::debug_span!("page", selector = ?selector))
+                        .await?;
+                    st.count(ctx, fetched)
+                }
             };
-            let page = st
-                .fetch_page(ctx, &req)
-                .instrument(tracing::debug_span!("page", selector = ?selector))
-                .await?;
             let read = page.rows.len() as u64;
             let page_last = page
                 .rows
@@ -311,41 +323,56 @@ impl IncrementalStrategy {
                 }
                 _ => pos.clone(),
             };
-            if !rows.is_empty() || new_pos != pos {
+            // The next request depends on this page only, not on its promotion: anchor it now.
+            let last_page = page.next.is_none();
+            if let Some(next) = page.next {
+                let progressed = match (&anchor, &page_last) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(a), Some(l)) => l.compare(a) == Some(Ordering::Greater),
+                };
+                if progressed {
+                    let a = page_last.expect("progress means a last record");
+                    request_since = Some(a.cursor.clone());
+                    selector = if caps.keyset {
+                        PageSelector::After(a.clone())
+                    } else {
+                        PageSelector::First
+                    };
+                    anchor = Some(a);
+                } else {
+                    selector = next;
+                }
+            }
+            // Fetch the next page while this one is staged and promoted, unless this is the
+            // last page or the page limit stops the run first.
+            let prefetch = (!last_page && !st.page_limit_reached(ctx))
+                .then(|| fetcher.fetch_owned(request(&selector, &request_since)));
+            let fetched = if !rows.is_empty() || new_pos != pos {
                 rows_staged += rows.len() as u64;
-                let delta = CheckpointDelta {
+                let staged_delta = CheckpointDelta {
                     from: staged_at.clone(),
                     to: new_pos.clone(),
                 };
-                staged_at = ctx
-                    .stager
-                    .stage(run, RecordBatch::new(schema.clone(), rows, delta)?)
-                    .await?;
-                ctx.progress.emit(ProgressEvent::Staged { rows_staged });
+                let batch = RecordBatch::new(schema.clone(), rows, staged_delta)?;
                 let delta = CheckpointDelta::new(pos.clone(), new_pos.clone())?;
-                self.promote(ctx, st, run, rules, delta, read, Instant::now(), false)
-                    .instrument(tracing::info_span!("batch", high = %new_pos))
-                    .await?;
-                pos = new_pos;
-            }
-            let Some(next) = page.next else { break };
-            let progressed = match (&anchor, &page_last) {
-                (_, None) => false,
-                (None, Some(_)) => true,
-                (Some(a), Some(l)) => l.compare(a) == Some(Ordering::Greater),
-            };
-            if progressed {
-                let a = page_last.expect("progress means a last record");
-                request_since = Some(a.cursor.clone());
-                selector = if caps.keyset {
-                    PageSelector::After(a.clone())
-                } else {
-                    PageSelector::First
+                let window = async {
+                    staged_at = ctx.stager.stage(run, batch).await?;
+                    ctx.progress.emit(ProgressEvent::Staged { rows_staged });
+                    self.promote(ctx, st, run, rules, delta, read, Instant::now(), false)
+                        .instrument(tracing::info_span!("batch", high = %new_pos))
+                        .await
                 };
-                anchor = Some(a);
+                let ((), fetched) = while_fetching(window, prefetch).await?;
+                pos = new_pos;
+                fetched
             } else {
-                selector = next;
+                OptionFuture::from(prefetch).await
+            };
+            if last_page {
+                break;
             }
+            ahead = fetched.transpose()?.map(|f| st.count(ctx, f));
         }
         ctx.stager.abort(run).await?;
         Ok(true)
@@ -389,18 +416,27 @@ impl IncrementalStrategy {
         };
         let mut staged_at = run.progress.clone();
         let started = Instant::now();
+        let request = |selector: &PageSelector| PageRequest {
+            stream: self.config.stream.clone(),
+            selector: selector.clone(),
+            since: since.clone(),
+            until: Some(vec![until.clone()]),
+            limit,
+        };
+        let fetcher = st.fetcher(ctx);
+        // The page at `fill.next`, fetched while the page before it was staged.
+        let mut ahead: Option<Page> = None;
         while let Some(selector) = fill.next.take() {
-            if st.page_limit_reached(ctx) {
-                return Ok(false);
-            }
-            let req = PageRequest {
-                stream: self.config.stream.clone(),
-                selector,
-                since: since.clone(),
-                until: Some(vec![until.clone()]),
-                limit,
+            let page = match ahead.take() {
+                Some(page) => page,
+                None => {
+                    if st.page_limit_reached(ctx) {
+                        return Ok(false);
+                    }
+                    let fetched = fetcher.fetch(&request(&selector)).await?;
+                    st.count(ctx, fetched)
+                }
             };
-            let page = st.fetch_page(ctx, &req).await?;
             fill.read += page.rows.len() as u64;
             fill.next = page.next;
             let (rows, _) = self.filter(schema, cursor_col, &pos, Some(&until), page.rows)?;
@@ -408,10 +444,13 @@ impl IncrementalStrategy {
                 from: staged_at.clone(),
                 to: Position::Token(serde_json::to_string(&fill)?),
             };
-            staged_at = ctx
-                .stager
-                .stage(run, RecordBatch::new(schema.clone(), rows, delta)?)
-                .await?;
+            let batch = RecordBatch::new(schema.clone(), rows, delta)?;
+            // Fetch the next page while this one is staged, unless the page limit stops first.
+            let next = fill.next.as_ref().filter(|_| !st.page_limit_reached(ctx));
+            let prefetch = next.map(|next| fetcher.fetch_owned(request(next)));
+            let (staged, fetched) = while_fetching(ctx.stager.stage(run, batch), prefetch).await?;
+            staged_at = staged;
+            ahead = fetched.transpose()?.map(|f| st.count(ctx, f));
         }
         let end = Position::CursorKey(CursorKey {
             cursor: vec![until],

@@ -5,6 +5,7 @@
 pub mod full;
 pub mod incremental;
 pub mod offset;
+mod prefetch;
 pub mod sequence_window;
 
 use std::fmt;
@@ -24,11 +25,10 @@ use crate::error::{Error, ErrorKind, Result, RetryClass};
 use crate::position::{CheckpointDelta, Position};
 use crate::progress::{Progress, ProgressEvent};
 use crate::queue::ChangeQueue;
-use crate::record::Key;
 use crate::retry::{RetryPolicy, RunLimits};
 use crate::schema::StreamSchema;
 use crate::sink::Sink;
-use crate::source::{Page, PageRequest, PageSelector, Source};
+use crate::source::Source;
 use crate::stager::{
     PromoteMode, PromoteReport, Stager, StagingRun, ValidationReport, ValidationRules,
 };
@@ -36,6 +36,7 @@ use crate::stager::{
 pub use full::{FullConfig, FullStrategy};
 pub use incremental::{IncrementalConfig, IncrementalStrategy, MissingCursorPolicy};
 pub use offset::{DriftPolicy, OffsetConfig, OffsetStatus, OffsetStrategy};
+pub(crate) use prefetch::{while_fetching, ContinuedPage, Fetched, Fetcher};
 pub use sequence_window::{
     check_history, HistoryReport, SequenceWindowConfig, SequenceWindowStrategy,
 };
@@ -179,7 +180,8 @@ pub(crate) struct RunState {
     pub(crate) fence: FenceToken,
     pub(crate) stored: Option<StoredCheckpoint>,
     pub(crate) report: RunReport,
-    errors: AtomicU64,
+    /// Errors seen by source and sink calls, shared with this run's [`Fetcher`]s.
+    errors: Arc<AtomicU64>,
     started: Instant,
 }
 
@@ -221,7 +223,7 @@ impl RunState {
             fence,
             stored,
             report,
-            errors: AtomicU64::new(0),
+            errors: Arc::new(AtomicU64::new(0)),
             started: Instant::now(),
         })
     }
@@ -288,23 +290,6 @@ impl RunState {
         ctx.limits.max_pages.is_some_and(|m| self.report.pages >= m)
     }
 
-    /// Fetches a page with retry, counting errors against `max_errors`.
-    pub(crate) async fn fetch_page(
-        &mut self,
-        ctx: &SyncContext,
-        req: &PageRequest,
-    ) -> Result<Page> {
-        let page = self.fetch_uncounted(ctx, req).await?;
-        self.count_page(ctx, page.rows.len());
-        Ok(page)
-    }
-
-    async fn fetch_uncounted(&self, ctx: &SyncContext, req: &PageRequest) -> Result<Page> {
-        self.retrying(ctx, || ctx.source.fetch_page(req))
-            .await
-            .map_err(|e| e.with_context("stream", &req.stream))
-    }
-
     /// Counts a page of `rows` new records in the report and the progress events.
     fn count_page(&mut self, ctx: &SyncContext, rows: usize) {
         self.report.pages += 1;
@@ -322,34 +307,7 @@ impl RunState {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let result = ctx
-            .retry
-            .run(op, |attempt, _, e| {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                ctx.progress.emit(ProgressEvent::Retry {
-                    attempt,
-                    error: e.to_string(),
-                });
-            })
-            .await;
-        if let Err(e) = &result {
-            if e.retry_class() != RetryClass::Permanent {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        if let Some(max) = ctx.limits.max_errors {
-            let seen = self.errors.load(Ordering::Relaxed);
-            if seen > max {
-                let e = Error::new(ErrorKind::LimitReached, "too many errors in this run")
-                    .with_retry(RetryClass::Exhausted)
-                    .with_context("errors", seen);
-                return Err(match result {
-                    Err(inner) => e.with_source(inner),
-                    Ok(_) => e,
-                });
-            }
-        }
-        result
+        retry_counted(ctx, &self.errors, op).await
     }
 
     /// A ledger row for a window of this run; the store fills in the rows written and
@@ -484,59 +442,44 @@ impl RunState {
     }
 }
 
-/// A page read at an offset, and whether it continues from the record read before it.
-pub(crate) struct ContinuedPage {
-    pub(crate) page: Page,
-    /// False when the record before the offset is not the last key seen: records were
-    /// inserted or deleted before the offset and the offsets shifted.
-    pub(crate) continuous: bool,
-}
-
-impl RunState {
-    /// Fetches the page at `offset`. When `last_key` is known and `offset > 0` it asks for one
-    /// record more, starting one before the offset, and checks that record is `last_key`; the
-    /// record is dropped when it matches. A server that clamps pages to one record is asked
-    /// again at `offset` so the read still moves on.
-    pub(crate) async fn fetch_continuing(
-        &mut self,
-        ctx: &SyncContext,
-        base: &PageRequest,
-        offset: u64,
-        last_key: Option<&Key>,
-        schema: &StreamSchema,
-    ) -> Result<ContinuedPage> {
-        let at = |offset, limit| PageRequest {
-            selector: PageSelector::Offset(offset),
-            limit,
-            ..base.clone()
-        };
-        let Some(last_key) = last_key.filter(|_| offset > 0) else {
-            let page = self.fetch_page(ctx, &at(offset, base.limit)).await?;
-            return Ok(ContinuedPage {
-                page,
-                continuous: true,
+/// Runs `op` under the retry policy, counting its errors in `errors` against `max_errors`.
+pub(crate) async fn retry_counted<T, F, Fut>(
+    ctx: &SyncContext,
+    errors: &AtomicU64,
+    op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let result = ctx
+        .retry
+        .run(op, |attempt, _, e| {
+            errors.fetch_add(1, Ordering::Relaxed);
+            ctx.progress.emit(ProgressEvent::Retry {
+                attempt,
+                error: e.to_string(),
             });
-        };
-        let mut page = self
-            .fetch_uncounted(ctx, &at(offset - 1, base.limit.saturating_add(1)))
-            .await?;
-        let continuous = page
-            .rows
-            .first()
-            .is_some_and(|r| &r.key(schema) == last_key);
-        if continuous {
-            page.rows.remove(0);
+        })
+        .await;
+    if let Err(e) = &result {
+        if e.retry_class() != RetryClass::Permanent {
+            errors.fetch_add(1, Ordering::Relaxed);
         }
-        self.count_page(ctx, page.rows.len());
-        if continuous && page.rows.is_empty() && page.next.is_some() {
-            let more = self.fetch_page(ctx, &at(offset, base.limit)).await?;
-            page = Page {
-                total: more.total.or(page.total),
-                ..more
-            };
-        }
-        Ok(ContinuedPage { page, continuous })
     }
+    if let Some(max) = ctx.limits.max_errors {
+        let seen = errors.load(Ordering::Relaxed);
+        if seen > max {
+            let e = Error::new(ErrorKind::LimitReached, "too many errors in this run")
+                .with_retry(RetryClass::Exhausted)
+                .with_context("errors", seen);
+            return Err(match result {
+                Err(inner) => e.with_source(inner),
+                Ok(_) => e,
+            });
+        }
+    }
+    result
 }
 
 /// Logs a failed run (best effort) and passes the error on.

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::{
-    log_entry, log_failure, ContinuedPage, RunReport, RunState, Strategy, StrategyKind, SyncContext,
+    log_entry, log_failure, while_fetching, ContinuedPage, RunReport, RunState, Strategy,
+    StrategyKind, SyncContext,
 };
 use crate::checkpoint::{CheckpointState, LedgerStatus, LogLevel};
 use crate::error::{Error, ErrorKind, Result};
@@ -183,22 +184,36 @@ impl OffsetStrategy {
         let mut offset = offset_of(&st.position())?;
         let mut run_total: Option<u64> = None;
         let mut restarts = 0;
+        let request = |offset| PageRequest {
+            stream: cfg.stream.clone(),
+            selector: PageSelector::Offset(offset),
+            since: None,
+            until: None,
+            limit,
+        };
+        let fetcher = st.fetcher(ctx);
+        // The page at `offset`, fetched while the page before it was staged and promoted.
+        let mut ahead: Option<ContinuedPage> = None;
         loop {
-            if st.page_limit_reached(ctx) {
-                ctx.stager.abort(&run).await?;
-                return Ok(false);
-            }
-            let base = PageRequest {
-                stream: cfg.stream.clone(),
-                selector: PageSelector::Offset(offset),
-                since: None,
-                until: None,
-                limit,
+            let ContinuedPage { page, continuous } = match ahead.take() {
+                Some(continued) => continued,
+                None => {
+                    if st.page_limit_reached(ctx) {
+                        ctx.stager.abort(&run).await?;
+                        return Ok(false);
+                    }
+                    let fetched = fetcher
+                        .fetch_continuing(
+                            &request(offset),
+                            offset,
+                            extra.last_key.as_ref(),
+                            &schema,
+                        )
+                        .instrument(tracing::debug_span!("page", offset))
+                        .await?;
+                    st.count(ctx, fetched)
+                }
             };
-            let ContinuedPage { page, continuous } = st
-                .fetch_continuing(ctx, &base, offset, extra.last_key.as_ref(), &schema)
-                .instrument(tracing::debug_span!("page", offset))
-                .await?;
             let drift = match (run_total, page.total) {
                 (Some(before), Some(now)) if before != now => {
                     Some(format!("source total changed from {before} to {now}"))
@@ -265,30 +280,46 @@ impl OffsetStrategy {
                     to: to.clone(),
                 },
             )?;
-            staged_at = ctx.stager.stage(&run, batch).await?;
             let delta = CheckpointDelta::new(from, to.clone())?;
-            let ledger = st.ledger(
-                ctx,
-                StrategyKind::Offset,
-                &delta,
-                received,
-                LedgerStatus::Committed,
-                window_started,
-            );
             let state = CheckpointState {
                 position: to,
                 delivered: None,
                 extra: extra.clone().into_map(),
             };
-            let commit = st.commit_for(ctx, delta, state, Some(ledger));
-            st.validate_and_promote(ctx, &run, &rules, &PromoteMode::Upsert, commit, false)
-                .instrument(tracing::info_span!("batch", offset = new_offset))
-                .await?;
+            // The next offset and the last key are known: fetch the next page while this one
+            // is staged and promoted, unless this is the end or the page limit stops the run.
+            let prefetch = (!at_end && !st.page_limit_reached(ctx)).then(|| {
+                let (req, last_key) = (request(new_offset), extra.last_key.clone());
+                let (fetcher, schema) = (&fetcher, &schema);
+                async move {
+                    fetcher
+                        .fetch_continuing(&req, new_offset, last_key.as_ref(), schema)
+                        .instrument(tracing::debug_span!("page", offset = new_offset))
+                        .await
+                }
+            });
+            let window = async {
+                staged_at = ctx.stager.stage(&run, batch).await?;
+                let ledger = st.ledger(
+                    ctx,
+                    StrategyKind::Offset,
+                    &delta,
+                    received,
+                    LedgerStatus::Committed,
+                    window_started,
+                );
+                let commit = st.commit_for(ctx, delta, state, Some(ledger));
+                st.validate_and_promote(ctx, &run, &rules, &PromoteMode::Upsert, commit, false)
+                    .instrument(tracing::info_span!("batch", offset = new_offset))
+                    .await
+            };
+            let (_, fetched) = while_fetching(window, prefetch).await?;
             offset = new_offset;
             if at_end {
                 ctx.stager.abort(&run).await?;
                 return Ok(true);
             }
+            ahead = fetched.transpose()?.map(|f| st.count(ctx, f));
         }
     }
 }
