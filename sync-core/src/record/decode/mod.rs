@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::de::{
     self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor,
 };
-use serde_json::de::SliceRead;
+use serde_json::de::StrRead;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
@@ -48,6 +48,10 @@ pub struct DecodedPage {
     /// Every other field of the objects on the records path, keyed by its own name; on a name
     /// clash the field of the inner object wins.
     pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Whether the records field was there (as an array or `null`); false when the page lacked
+    /// it or a level of the path above it, which some APIs do for an empty page and which
+    /// otherwise means a wrong records path.
+    pub records_found: bool,
 }
 
 impl RowDecoder {
@@ -130,11 +134,18 @@ impl RowDecoder {
         json: &'j [u8],
         decode: impl FnOnce(
             Ctx<'_>,
-            &mut serde_json::Deserializer<SliceRead<'j>>,
+            &mut serde_json::Deserializer<StrRead<'j>>,
         ) -> serde_json::Result<T>,
     ) -> Result<T> {
+        // One UTF-8 check of the whole input up front, then a `&str` reader: serde_json then
+        // neither validates each string nor the raw text of every cell a second time.
+        let json = std::str::from_utf8(json).map_err(|e| {
+            Error::invalid_input("json is not valid utf-8")
+                .with_context("at", format_args!("byte {}", e.valid_up_to()))
+                .with_source(e)
+        })?;
         let stash = Stash::default();
-        let mut de = serde_json::Deserializer::from_slice(json);
+        let mut de = serde_json::Deserializer::from_str(json);
         let e = match decode(
             Ctx {
                 decoder: self,
@@ -397,7 +408,10 @@ impl<'de> Visitor<'de> for PageSeed<'_, '_> {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<DecodedPage, E> {
-        Ok(DecodedPage::default())
+        Ok(DecodedPage {
+            records_found: self.path.is_empty(),
+            ..DecodedPage::default()
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<DecodedPage, A::Error> {
@@ -407,6 +421,7 @@ impl<'de> Visitor<'de> for PageSeed<'_, '_> {
         Ok(DecodedPage {
             rows: RowsSeed { ctx: self.ctx }.visit_seq(seq)?,
             fields: serde_json::Map::new(),
+            records_found: true,
         })
     }
 

@@ -218,15 +218,29 @@ fn escaped_keys_match_and_unknown_or_missing_fields_are_skipped_or_null() {
 
 #[test]
 fn records_paths_absent_null_nested_and_empty() {
-    for body in [r#"{"cursor":null}"#, r#"{"objects":null,"cursor":null}"#] {
+    for (body, found) in [
+        (r#"{"cursor":null}"#, false),
+        (r#"{"objects":null,"cursor":null}"#, true),
+    ] {
         let page = decoder()
             .decode_page(body.as_bytes(), &["objects"])
             .unwrap();
         assert_eq!(
-            (page.rows.len(), serde_json::Value::Object(page.fields)),
-            (0, serde_json::json!({"cursor":null}))
+            (
+                page.rows.len(),
+                page.records_found,
+                serde_json::Value::Object(page.fields)
+            ),
+            (0, found, serde_json::json!({"cursor":null}))
         );
     }
+    let page = decoder()
+        .decode_page(br#"{"data":null}"#, &["data", "items"])
+        .unwrap();
+    assert!(
+        !page.records_found,
+        "a null level above the records is not the records"
+    );
     let (kind, msg, c) = err_of(r#"{"objects":{"id":"a"}}"#, Some(&["objects"]));
     let shape = "json does not have the expected shape".to_owned();
     assert_eq!(
@@ -245,12 +259,16 @@ fn records_paths_absent_null_nested_and_empty() {
     let body =
         br#"{"meta":1,"data":{"items":[{"id":"a"},{"id":"b"}],"@odata.nextLink":"n2","meta":2},"tail":true}"#;
     let page = decoder().decode_page(body, &["data", "items"]).unwrap();
+    assert!(page.records_found);
     let ids: Vec<&Value> = page.rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(ids, [&Value::from("a"), &Value::from("b")]);
     let want = serde_json::json!({"meta":2,"@odata.nextLink":"n2","tail":true});
     assert_eq!(serde_json::Value::Object(page.fields), want);
     let page = decoder().decode_page(br#" [{"id":"c"}] "#, &[]).unwrap();
-    assert_eq!((page.rows.len(), page.fields.len()), (1, 0));
+    assert_eq!(
+        (page.rows.len(), page.fields.len(), page.records_found),
+        (1, 0, true)
+    );
 }
 
 #[test]
@@ -369,4 +387,13 @@ fn wide_schemas_use_the_index() {
             Some(field)
         );
     }
+}
+
+#[test]
+fn invalid_utf8_is_a_typed_error_with_its_position() {
+    let mut body = br#"{"items":[{"id":"ab"#.to_vec();
+    body.extend_from_slice(&[0xff, b'"', b'}', b']', b'}']);
+    let e = decoder().decode_page(&body, &["items"]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(e.context_value("at"), Some("byte 19"));
 }
