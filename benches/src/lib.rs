@@ -3,29 +3,15 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use sync_core::{Column, ColumnType, StreamSchema};
+use sync_core::StreamSchema;
 
-/// The schema of the bench record: `id text pk, updated_at timestamptz, version bigint,
-/// name text, price numeric(12,2), payload jsonb`.
+/// The schema of the bench record (`id text pk, updated_at timestamptz, version bigint,
+/// name text, price numeric(12,2), payload jsonb`; cursor `updated_at`, version guard
+/// `version`): the demo API's `items` stream.
 pub fn item_schema() -> Arc<StreamSchema> {
     Arc::new(
-        StreamSchema::builder("items")
-            .with_column(Column::required("id", ColumnType::Text))
-            .with_column(Column::required("updated_at", ColumnType::Timestamp))
-            .with_column(Column::required("version", ColumnType::Integer))
-            .with_column(Column::required("name", ColumnType::Text))
-            .with_column(Column::required(
-                "price",
-                ColumnType::Decimal {
-                    precision: Some(12),
-                    scale: Some(2),
-                },
-            ))
-            .with_column(Column::required("payload", ColumnType::Json))
-            .with_primary_key(["id"])
-            .with_cursor(["updated_at"])
-            .with_version("version")
-            .build()
+        sync_examples::demo_api::items_stream("http://127.0.0.1")
+            .schema()
             .expect("the bench schema is valid"),
     )
 }

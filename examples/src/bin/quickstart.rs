@@ -1,102 +1,101 @@
-//! Quickstart: a full sync of 100,000 records into `./quickstart.db` (SQLite, the embedded
-//! default), 1% of the records changed, a crash in the middle of the incremental sync, and the
-//! resume. The records have the shape of the shared benchmark (id, updated_at, version, name,
-//! price, payload JSON); until the REST connector lands they come from the in-memory source.
+//! Quickstart: an in-process demo REST API on 127.0.0.1 serves 100,000 records (the shape of
+//! the shared benchmark: id, updated_at, version, name, price, payload JSON) with offset
+//! paging and an `updated_since` filter. The generic REST source syncs them into
+//! `./quickstart.db` (SQLite, the embedded default): a full sync, 1% of the records changed,
+//! an incremental sync that crashes inside its third commit, and the resume. At the end the
+//! target equals the API's records, row for row.
 //!
 //! Run: `cargo run --release -p sync-examples --bin quickstart`
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
-use sync_core::memory::MemorySource;
+use sync_connectors::http::{HttpClient, HttpConfig};
+use sync_connectors::rest::RestSource;
 use sync_core::{
-    Checkpoint, Column, ColumnType, FaultAction, FaultPoint, Faults, FullConfig, FullStrategy,
-    IncrementalConfig, IncrementalStrategy, RunReport, Strategy, StreamSchema, SyncContext, Value,
+    Checkpoint, FaultAction, FaultPoint, Faults, FullConfig, FullStrategy, IncrementalConfig,
+    IncrementalStrategy, RunReport, Stager, Strategy, SyncContext,
 };
+use sync_examples::demo_api::{items_stream, DemoApi};
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
 
-const RECORDS: i64 = 100_000;
+const RECORDS: usize = 100_000;
 const DB: &str = "quickstart.db";
+const SYNC: &str = "quickstart/items";
 
-fn schema() -> sync_core::Result<StreamSchema> {
-    StreamSchema::builder("items")
-        .with_column(Column::required("id", ColumnType::Text))
-        .with_column(Column::required("updated_at", ColumnType::Timestamp))
-        .with_column(Column::required("version", ColumnType::Integer))
-        .with_column(Column::required("name", ColumnType::Text))
-        .with_column(Column::required(
-            "price",
-            ColumnType::Decimal {
-                precision: Some(12),
-                scale: Some(2),
-            },
-        ))
-        .with_column(Column::required("payload", ColumnType::Json))
-        .with_primary_key(["id"])
-        .with_cursor(["updated_at"])
-        .with_version("version")
-        .build()
-}
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn t0() -> DateTime<Utc> {
-    "2024-01-01T00:00:00Z".parse().expect("a valid instant")
-}
-
-fn record(i: i64, version: i64, updated_at: DateTime<Utc>) -> Vec<Value> {
-    let payload = format!(
-        r#"{{"sku":"SKU-{i:08X}","category":"cat-{:02}","tags":["quebec","harbor"],"stock":{},"active":{}}}"#,
-        i % 40,
-        (i * 7919) % 100_000,
-        i % 2 == 0
-    );
-    vec![
-        Value::from(format!("itm-{i:010}")),
-        Value::Timestamp(updated_at),
-        Value::from(version),
-        Value::from(format!("item {i} v{version}")),
-        Value::Decimal(rust_decimal::Decimal::new(
-            (i * 7 + version) % 10_000_000,
-            2,
-        )),
-        Value::Json(payload.into_boxed_str()),
-    ]
-}
-
+/// One line about a run: what it read and wrote, in how many pages, how fast.
 fn rate(report: &RunReport, started: Instant) -> String {
     let secs = started.elapsed().as_secs_f64();
     format!(
-        "{} read in {} pages, {} written, {:.2} s, {:.0} records/s",
+        "{} read in {} pages, {} written, {} windows, {:.2} s, {:.0} records/s",
         report.rows_read,
         report.pages,
         report.rows_written,
+        report.windows,
         secs,
         report.rows_read as f64 / secs.max(1e-9)
     )
 }
 
+/// Rows of the target at version 2 or more: the changed records that landed.
+fn changed(target: &[sync_core::Row]) -> usize {
+    target
+        .iter()
+        .filter(|r| r.get(2).as_i64().is_some_and(|v| v > 1))
+        .count()
+}
+
+/// Checks that the target equals the demo API's records: the count, `sum(version)`, and
+/// every row. Returns a line saying so.
+async fn target_equals_source(store: &SqliteStore, api: &DemoApi) -> AnyResult<String> {
+    let target = store.read_target("items").await?;
+    let sum: i64 = target.iter().filter_map(|r| r.get(2).as_i64()).sum();
+    if target.len() != api.records() || sum != api.expected_version_sum() {
+        return Err(format!(
+            "the target has {} rows with sum(version) {sum}; the api has {} with {}",
+            target.len(),
+            api.records(),
+            api.expected_version_sum()
+        )
+        .into());
+    }
+    let source = api.rows();
+    if let Some((got, want)) = target.iter().zip(&source).find(|(t, s)| t != s) {
+        return Err(format!("the target differs from the api: {got:?} is {want:?} there").into());
+    }
+    Ok(format!(
+        "{} rows, sum(version) {sum}, {} changed; equal to the api's records, row for row",
+        target.len(),
+        changed(&target)
+    ))
+}
+
 #[tokio::main]
-async fn main() -> sync_core::Result<()> {
+async fn main() -> AnyResult<()> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{DB}{suffix}"));
     }
-    let faults = Faults::new();
-    let source = Arc::new(MemorySource::new(schema()?).with_faults(faults.clone()));
-    for i in 0..RECORDS {
-        source.upsert(record(i, 1, t0() + Duration::milliseconds(i)));
-    }
-    source.set_high_watermark(
-        "items",
-        Some(vec![Value::Timestamp(t0() + Duration::days(1))]),
+    let started = Instant::now();
+    let api = DemoApi::start(RECORDS)?;
+    println!(
+        "demo api:         {} records at {}/items, built in {:.2} s",
+        api.records(),
+        api.url(),
+        started.elapsed().as_secs_f64()
     );
+
+    // The stream is data: URL, records path, offset paging stopped by `has_more`, the cursor
+    // `updated_at` sent as `updated_since`, key, version guard and columns.
+    let source = RestSource::new(
+        items_stream(api.url()),
+        HttpClient::new(HttpConfig::default())?,
+    )?;
+    let faults = Faults::new();
     let store =
         Arc::new(SqliteStore::open_with_faults(SqliteConfig::new(DB), faults.clone()).await?);
-    let ctx = SyncContext::new(
-        "quickstart/items",
-        source.clone(),
-        store.clone(),
-        store.clone(),
-    );
+    let ctx = SyncContext::new(SYNC, Arc::new(source), store.clone(), store.clone());
 
     let started = Instant::now();
     let full = FullStrategy::new(FullConfig {
@@ -106,56 +105,53 @@ async fn main() -> sync_core::Result<()> {
     .run(&ctx)
     .await?;
     println!("full sync:        {}", rate(&full, started));
+    println!(
+        "                  {}",
+        target_equals_source(&store, &api).await?
+    );
 
-    // 1% of the records change a day later.
-    for i in (0..RECORDS).step_by(100) {
-        source.upsert(record(
-            i,
-            2,
-            t0() + Duration::days(2) + Duration::milliseconds(i),
-        ));
-    }
-    source.set_high_watermark(
-        "items",
-        Some(vec![Value::Timestamp(t0() + Duration::days(3))]),
+    // 1% of the records change a day later and move to the end of the API's order.
+    let mutated = api.mutate(0.01);
+    println!(
+        "mutated:          {mutated} records ({}%) to version 2",
+        mutated * 100 / api.records()
     );
     let incremental = IncrementalStrategy::new(IncrementalConfig {
         page_size: 250,
         ..IncrementalConfig::new("items")
     })?;
 
-    // The sync "crashes" inside its third commit: nothing of that batch is applied.
+    // The sync "crashes" inside its third commit: nothing of that batch is applied, and the
+    // checkpoint stays where the second commit left it.
     faults.arm_after(FaultPoint::DuringCommit, FaultAction::Error, 2);
-    let crash = incremental
-        .run(&ctx)
-        .await
-        .expect_err("the armed fault fires");
+    let crash = match incremental.run(&ctx).await {
+        Err(e) => e,
+        Ok(report) => return Err(format!("the armed fault did not fire: {report:?}").into()),
+    };
     let at = ctx
         .checkpoints
-        .load("quickstart/items")
+        .load(SYNC)
         .await?
         .map(|c| c.state.position.to_string());
-    println!("incremental sync: crashed ({crash})");
+    let landed = changed(&store.read_target("items").await?);
+    println!("incremental sync: crashed inside its third commit ({crash})");
     println!(
-        "                  the checkpoint stayed at {}",
+        "                  the checkpoint stayed at {}, the last commit before the crash",
         at.unwrap_or_default()
+    );
+    println!(
+        "                  {landed} of the {mutated} changes landed, nothing of the failed batch"
     );
 
     let started = Instant::now();
     let resumed = incremental.run(&ctx).await?;
     println!("resumed:          {}", rate(&resumed, started));
-
-    let target = sync_core::Stager::read_target(store.as_ref(), "items").await?;
-    let changed = target
-        .iter()
-        .filter(|r| r.get(2) == &Value::from(2))
-        .count();
-    assert_eq!(target, source.rows("items"), "target equals source");
     println!(
-        "target:           {} rows, {changed} at version 2, equal to the source",
-        target.len()
+        "target == source: {}",
+        target_equals_source(&store, &api).await?
     );
-    let ledger = ctx.checkpoints.ledger("quickstart/items").await?;
+
+    let ledger = ctx.checkpoints.ledger(SYNC).await?;
     println!(
         "ledger:           {} windows committed; the last three:",
         ledger.len()
@@ -167,5 +163,6 @@ async fn main() -> sync_core::Result<()> {
         );
     }
     println!("look inside:      sqlite3 {DB} 'SELECT strategy, low, high, rows_written FROM _sync_ledger'");
+    println!("                  sqlite3 {DB} 'SELECT count(*), sum(version) FROM items WHERE version > 1'");
     Ok(())
 }
