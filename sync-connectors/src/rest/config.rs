@@ -351,7 +351,7 @@ impl RestStreamConfig {
         if let Some(v) = &self.version {
             b = b.with_version(v.clone());
         }
-        b.build().map_err(|e| e.with_context("stream", &self.name))
+        b.build()
     }
 
     /// Checks the whole config without I/O: the schema, the URL, the paginator against the

@@ -8,6 +8,34 @@
 //!
 //! Pages are decoded straight into rows by the stream's schema
 //! ([`sync_core::record::decode::RowDecoder`]): no `serde_json::Value` tree is built per record.
+//!
+//! ```
+//! use sync_connectors::rest::{Pipeline, PipelineConfig};
+//! use sync_core::{Source, StrategyKind};
+//!
+//! let config = PipelineConfig::from_toml(r#"
+//!     name = "shop"
+//!     [[streams]]
+//!     name = "orders"
+//!     base_url = "https://api.example.com"
+//!     path = "/v2/orders"
+//!     records_path = "data.items"
+//!     primary_key = ["id"]
+//!     ordering = "by_cursor_then_key"
+//!     cursor = { field = "updated_at", param = "updated_since" }
+//!     paginator = { type = "cursor_token", from = { body = "data.next" } }
+//!     columns = [
+//!         { name = "id", type = "text", nullable = false },
+//!         { name = "updated_at", type = "timestamp" },
+//!     ]
+//! "#)?;
+//! // Validated and built without I/O: connections open on the first request.
+//! let pipeline = Pipeline::new(config)?;
+//! let orders = pipeline.source("orders").expect("the stream exists");
+//! assert!(orders.capabilities().strategies.contains(&StrategyKind::Incremental));
+//! assert_eq!(pipeline.sync_name("orders"), "shop/orders");
+//! # Ok::<_, sync_core::Error>(())
+//! ```
 
 mod config;
 mod cursor;

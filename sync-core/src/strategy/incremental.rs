@@ -277,6 +277,8 @@ impl IncrementalStrategy {
         // The page of the next request, fetched while the page before it was promoted.
         let mut ahead: Option<Page> = None;
         loop {
+            // The window's duration in its ledger row: from taking its page to its commit.
+            let window_started = Instant::now();
             let page = match ahead.take() {
                 Some(page) => page,
                 None => {
@@ -359,7 +361,7 @@ impl IncrementalStrategy {
                 let window = async {
                     staged_at = ctx.stager.stage(run, batch).await?;
                     ctx.progress.emit(ProgressEvent::Staged { rows_staged });
-                    self.promote(ctx, st, run, rules, delta, read, Instant::now(), false)
+                    self.promote(ctx, st, run, rules, delta, read, window_started, false)
                         .instrument(tracing::info_span!("batch", high = %new_pos))
                         .await
                 };
