@@ -257,3 +257,70 @@ fn the_readme_pipeline_and_the_bench_pipeline_parse() {
     let config = PipelineConfig::from_toml(bench).unwrap();
     assert_eq!(config.streams[0].columns.len(), 6);
 }
+
+#[tokio::test]
+async fn a_pipeline_runs_every_stream_and_a_failed_one_does_not_stop_the_others() {
+    let items = Items::new(40);
+    let server = MockServer::start().await;
+    for p in ["/a/items", "/b/items"] {
+        Mock::given(method("GET"))
+            .and(path(p))
+            .respond_with(offset_responder(items.clone(), 1000))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/broken/items"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("no such collection"))
+        .mount(&server)
+        .await;
+    let stream = |name: &str, prefix: &str| {
+        let mut s = items_stream(&server.uri());
+        s.name = name.into();
+        s.path = format!("{prefix}/items");
+        s
+    };
+    let config = PipelineConfig {
+        name: "multi".into(),
+        database: None,
+        http: Default::default(),
+        auth: None,
+        rate_limit: None,
+        concurrency: 2,
+        retry: sync_core::RetryPolicy::none(),
+        limits: Default::default(),
+        streams: vec![
+            stream("a", "/a"),
+            stream("broken", "/broken"),
+            stream("b", "/b"),
+        ],
+    };
+    let pipeline = Pipeline::new(config).unwrap();
+    let store = std::sync::Arc::new(sync_core::memory::MemoryStore::new());
+    let report = pipeline
+        .run(store.clone(), store.clone(), None, |_| {
+            sync_core::Progress::none()
+        })
+        .await;
+    let names: Vec<&str> = report.streams.iter().map(|s| s.stream.as_str()).collect();
+    assert_eq!(names, ["a", "broken", "b"], "reported in pipeline order");
+    assert_eq!(report.failed(), 1);
+    let e = report.streams[1].result.as_ref().unwrap_err();
+    assert!(e.to_string().contains("no such collection"), "{e}");
+    for (stream, sync) in [("a", "multi/a"), ("b", "multi/b")] {
+        assert_eq!(store.target_rows(stream).len(), 40, "{stream}");
+        assert!(sync_core::Checkpoint::load(store.as_ref(), sync)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    // Only the streams named run.
+    let only = ["b".to_string()];
+    let report = pipeline
+        .run(store.clone(), store.clone(), Some(&only), |_| {
+            sync_core::Progress::none()
+        })
+        .await;
+    assert_eq!(report.streams.len(), 1);
+    assert_eq!(report.failed(), 0);
+}
