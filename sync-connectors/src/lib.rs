@@ -8,9 +8,23 @@
 //!   reach `Debug`, logs or errors;
 //! - [`rest`]: a declarative REST source for any JSON API: where the records are, how the API
 //!   pages (offset, page number, cursor token, next link, keyset, time windows) and which
-//!   field is the cursor, as serde data (TOML or JSON).
+//!   field is the cursor, as serde data (TOML or JSON);
+//! - the vendor connectors, one feature each: [`square`], [`oracle`] (Oracle Fusion Cloud),
+//!   [`cisco`] (Cisco IoT Control Center), [`dataverse`] (a Dynamics 365 sink) and [`sqs`]
+//!   (SNS-wrapped SQS messages into a change queue).
 
 pub mod http;
 pub mod rest;
+
+#[cfg(feature = "cisco")]
+pub mod cisco;
+#[cfg(feature = "dataverse")]
+pub mod dataverse;
+#[cfg(feature = "oracle")]
+pub mod oracle;
+#[cfg(feature = "square")]
+pub mod square;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 
 pub use sync_core;
