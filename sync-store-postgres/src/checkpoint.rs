@@ -11,6 +11,7 @@ use sync_core::{Checkpoint, Error, ErrorKind, Result};
 use tokio_postgres::GenericClient;
 
 use crate::error::classify;
+use crate::lease;
 use crate::sql::{self, execute, id, table};
 use crate::store::PostgresStore;
 
@@ -181,39 +182,31 @@ impl Checkpoint for PostgresStore {
 
     async fn acquire_fence(&self, sync: &str) -> Result<FenceToken> {
         let schema = self.schema.clone();
+        let Some(lease) = &self.lease else {
+            return self
+                .transact(move |tx| {
+                    let (schema, sync) = (schema.clone(), sync.to_string());
+                    Box::pin(async move { lease::acquire_unleased(tx, &schema, &sync).await })
+                })
+                .await;
+        };
+        let (me, length) = (lease.holder().await?, lease.length);
         self.transact(move |tx| {
-            let schema = schema.clone();
-            let sync = sync.to_string();
-            Box::pin(async move {
-                let stmt = Query::insert()
-                    .into_table(table(&schema, sql::FENCES))
-                    .columns([id("sync"), id("fence")])
-                    .values_panic([sync.clone().into(), 1i64.into()])
-                    .on_conflict(
-                        OnConflict::column(id("sync"))
-                            .value(
-                                id("fence"),
-                                sql::qcol(&schema, sql::FENCES, "fence").add(1i64),
-                            )
-                            .to_owned(),
-                    )
-                    .returning_col(id("fence"))
-                    .to_owned();
-                let fence = sql::query_i64(tx, &stmt)
-                    .await?
-                    .ok_or_else(|| Error::internal("no fence returned"))?;
-                Ok(FenceToken(fence as u64))
-            })
+            let (schema, sync) = (schema.clone(), sync.to_string());
+            Box::pin(async move { lease::acquire(tx, &schema, &sync, length, me).await })
         })
         .await
     }
 
     async fn commit(&self, commit: &CheckpointCommit) -> Result<u64> {
-        let schema = self.schema.clone();
+        let (schema, held_for) = (self.schema.clone(), self.lease_length());
         self.transact(move |tx| {
             let schema = schema.clone();
             let commit = commit.clone();
-            Box::pin(async move { apply_commit(tx, &schema, &commit, None).await })
+            Box::pin(async move {
+                lease::hold(tx, &schema, &commit.sync, commit.fence, held_for).await?;
+                apply_commit(tx, &schema, &commit, None).await
+            })
         })
         .await
     }
@@ -269,8 +262,24 @@ impl Checkpoint for PostgresStore {
     }
 
     async fn append_log(&self, entry: &SyncLogEntry) -> Result<()> {
-        let client = self.client().await?;
-        insert_log(&**client, &self.schema, entry).await
+        let Some(lease) = &self.lease else {
+            let client = self.client().await?;
+            return insert_log(&**client, &self.schema, entry).await;
+        };
+        // The run's start binds it to its lease, its end releases the lease.
+        let (schema, me, length) = (
+            self.schema.clone(),
+            lease.current_holder().await,
+            lease.length,
+        );
+        self.transact(move |tx| {
+            let (schema, entry) = (schema.clone(), entry.clone());
+            Box::pin(async move {
+                insert_log(tx, &schema, &entry).await?;
+                lease::on_log(tx, &schema, &entry, me, length).await
+            })
+        })
+        .await
     }
 
     async fn sync_log(&self, sync: &str, limit: usize) -> Result<Vec<SyncLogEntry>> {
@@ -304,7 +313,7 @@ impl Checkpoint for PostgresStore {
     }
 
     async fn reset(&self, sync: &str, fence: FenceToken) -> Result<()> {
-        let schema = self.schema.clone();
+        let (schema, leased) = (self.schema.clone(), self.lease.is_some());
         self.transact(move |tx| {
             let (schema, sync) = (schema.clone(), sync.to_string());
             Box::pin(async move {
@@ -316,7 +325,12 @@ impl Checkpoint for PostgresStore {
                     .from_table(table(&schema, sql::CHECKPOINTS))
                     .and_where(Expr::col(id("sync")).eq(sync.as_str()))
                     .to_owned();
-                execute(tx, &delete).await.map(drop)
+                execute(tx, &delete).await?;
+                if leased {
+                    // A reset outside a run took the lease for this call alone.
+                    lease::release_unbound(tx, &schema, &sync, fence).await?;
+                }
+                Ok(())
             })
         })
         .await

@@ -2,6 +2,7 @@
 //! `validate` parses the URL and does no I/O.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sync_core::schema::validate_identifier;
@@ -21,6 +22,12 @@ pub struct PostgresConfig {
     /// Connections in the pool.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+    /// How long a run's lease on its sync lasts after the run's last store call, in
+    /// milliseconds; `0` turns leases off (fencing only: a new run takes over at once).
+    /// With leases a second run of a sync is refused while the first holds it; see
+    /// [`crate::is_lease_held`].
+    #[serde(default = "default_run_lease_ms")]
+    pub run_lease_ms: u64,
 }
 
 fn default_schema() -> String {
@@ -29,6 +36,11 @@ fn default_schema() -> String {
 fn default_pool_size() -> usize {
     4
 }
+/// Ten minutes: longer than the default retry budget (five minutes), so a run waiting out a
+/// flaky source keeps its sync.
+fn default_run_lease_ms() -> u64 {
+    600_000
+}
 
 impl std::fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,6 +48,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("url", &redact(&self.url))
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
+            .field("run_lease_ms", &self.run_lease_ms)
             .finish()
     }
 }
@@ -87,6 +100,7 @@ impl PostgresConfig {
             url: url.into(),
             schema: default_schema(),
             pool_size: default_pool_size(),
+            run_lease_ms: default_run_lease_ms(),
         }
     }
 
@@ -100,6 +114,17 @@ impl PostgresConfig {
     pub fn with_pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
         self
+    }
+
+    /// Sets how long a run's lease lasts after its last store call; `None` turns leases off.
+    pub fn with_run_lease(mut self, lease: Option<Duration>) -> Self {
+        self.run_lease_ms = lease.map_or(0, |l| (l.as_millis() as u64).max(1));
+        self
+    }
+
+    /// The run lease, `None` when leases are off.
+    pub fn run_lease(&self) -> Option<Duration> {
+        (self.run_lease_ms > 0).then(|| Duration::from_millis(self.run_lease_ms))
     }
 
     /// Parses the URL (with its `sslmode` and `sslrootcert`) and checks the values; does no

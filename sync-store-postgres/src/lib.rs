@@ -12,6 +12,10 @@
 //! - promotion in one transaction: the guarded `INSERT … ON CONFLICT DO UPDATE … WHERE`, the
 //!   deletes and the scoped replace (readers never see a half-replaced table), the checkpoint
 //!   compare-and-set under row locks with its fencing token, the ledger row and the log;
+//! - one run of a sync at a time: `acquire_fence` takes a lease on the sync (refusing a second
+//!   run with an error [`is_lease_held`] recognises) that the run's calls extend and its end
+//!   releases; a holder whose process died is overtaken at once, one that hangs at the expiry
+//!   ([`PostgresConfig::run_lease_ms`]), and the newer fencing token rejects its late writes;
 //! - serialization failures and deadlocks retried inside the store; a connection lost during
 //!   COMMIT reported as outcome-unknown, which the strategies resolve by re-reading the
 //!   checkpoint before applying anything again;
@@ -29,6 +33,7 @@
 mod checkpoint;
 mod config;
 mod error;
+mod lease;
 mod promote;
 mod queue;
 mod schema;
@@ -50,6 +55,7 @@ use sync_core::{
 };
 
 pub use config::PostgresConfig;
+pub use lease::is_lease_held;
 pub use store::{PostgresStore, ServerInfo};
 pub use tls::SslMode;
 
@@ -75,7 +81,7 @@ impl Stager for PostgresStore {
         fence: FenceToken,
         params: serde_json::Value,
     ) -> Result<StagingRun> {
-        let schema = self.schema.clone();
+        let (schema, held_for) = (self.schema.clone(), self.lease_length());
         self.transact(move |tx| {
             let (schema, sync, stream, params) = (
                 schema.clone(),
@@ -83,18 +89,24 @@ impl Stager for PostgresStore {
                 stream.clone(),
                 params.clone(),
             );
-            Box::pin(async move { stage::begin(tx, &schema, &sync, &stream, fence, &params).await })
+            Box::pin(async move {
+                lease::touch(tx, &schema, &sync, fence, held_for).await?;
+                stage::begin(tx, &schema, &sync, &stream, fence, &params).await
+            })
         })
         .await
     }
 
     async fn stage(&self, run: &StagingRun, batch: RecordBatch) -> Result<Position> {
-        let schema = self.schema.clone();
+        let (schema, held_for) = (self.schema.clone(), self.lease_length());
         let batch = Arc::new(batch);
         let to = self
             .transact(move |tx| {
                 let (schema, run, batch) = (schema.clone(), run.clone(), batch.clone());
-                Box::pin(async move { stage::stage(tx, &schema, &run, &batch).await })
+                Box::pin(async move {
+                    lease::hold(tx, &schema, &run.sync, run.fence, held_for).await?;
+                    stage::stage(tx, &schema, &run, &batch).await
+                })
             })
             .await?;
         self.faults.check(FaultPoint::AfterStage)?;
@@ -106,10 +118,13 @@ impl Stager for PostgresStore {
         run: &StagingRun,
         rules: &ValidationRules,
     ) -> Result<ValidationReport> {
-        let schema = self.schema.clone();
+        let (schema, held_for) = (self.schema.clone(), self.lease_length());
         self.transact(move |tx| {
             let (schema, run, rules) = (schema.clone(), run.clone(), rules.clone());
-            Box::pin(async move { stage::validate(tx, &schema, &run, &rules).await })
+            Box::pin(async move {
+                lease::touch(tx, &schema, &run.sync, run.fence, held_for).await?;
+                stage::validate(tx, &schema, &run, &rules).await
+            })
         })
         .await
     }
@@ -122,7 +137,11 @@ impl Stager for PostgresStore {
         close: bool,
     ) -> Result<PromoteReport> {
         self.faults.check(FaultPoint::BeforePromote)?;
-        let (schema, faults) = (self.schema.clone(), self.faults.clone());
+        let (schema, faults, held_for) = (
+            self.schema.clone(),
+            self.faults.clone(),
+            self.lease_length(),
+        );
         let report = self
             .transact(move |tx| {
                 let (schema, faults, run, mode, commit) = (
@@ -133,6 +152,9 @@ impl Stager for PostgresStore {
                     commit.clone(),
                 );
                 Box::pin(async move {
+                    // A stale writer is told so before anything else, whatever became of its
+                    // staging run.
+                    lease::hold(tx, &schema, &commit.sync, commit.fence, held_for).await?;
                     promote::promote(tx, &schema, &faults, &run, &mode, &commit, close).await
                 })
             })
@@ -142,10 +164,11 @@ impl Stager for PostgresStore {
     }
 
     async fn abort(&self, run: &StagingRun) -> Result<()> {
-        let schema = self.schema.clone();
+        let (schema, held_for) = (self.schema.clone(), self.lease_length());
         self.transact(move |tx| {
             let (schema, run) = (schema.clone(), run.clone());
             Box::pin(async move {
+                lease::touch(tx, &schema, &run.sync, run.fence, held_for).await?;
                 let row = stage::this_run(tx, &schema, &run).await?;
                 stage::end(tx, &schema, &row).await
             })

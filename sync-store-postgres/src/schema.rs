@@ -3,7 +3,7 @@
 
 use sea_query::{
     ColumnDef, Expr, ExprTrait, Index, OnConflict, PostgresQueryBuilder, Query, Table,
-    TableCreateStatement,
+    TableAlterStatement, TableCreateStatement,
 };
 use sync_core::schema::{ColumnType, StreamSchema};
 use sync_core::{Error, ErrorKind, Result};
@@ -13,7 +13,7 @@ use crate::error::classify;
 use crate::sql::{self, column_def, ddl, execute, id, table};
 
 /// The newest schema version this library knows.
-pub(crate) const LATEST_VERSION: i64 = 1;
+pub(crate) const LATEST_VERSION: i64 = 2;
 
 fn text(name: &str) -> ColumnDef {
     let mut c = ColumnDef::new(id(name));
@@ -153,6 +153,17 @@ fn migration_1(s: &str) -> Vec<TableCreateStatement> {
     ]
 }
 
+/// Run leases on the fence rows: until when the lease lasts (NULL: free), the holder (the key
+/// of the advisory lock its store's holder session holds) and the run bound to it.
+fn migration_2(s: &str) -> TableAlterStatement {
+    Table::alter()
+        .table(table(s, sql::FENCES))
+        .add_column(ColumnDef::new(id("lease_until")).timestamp_with_time_zone())
+        .add_column(ColumnDef::new(id("holder")).big_integer())
+        .add_column(ColumnDef::new(id("run_id")).text())
+        .to_owned()
+}
+
 /// Creates the schema and brings the store's tables to [`LATEST_VERSION`], one migration per
 /// transaction, under an advisory lock. A database written by a newer library is refused.
 pub(crate) async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Result<()> {
@@ -192,6 +203,7 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -
                     ddl(&tx, &stmt.to_string(PostgresQueryBuilder)).await?;
                 }
             }
+            2 => ddl(&tx, &migration_2(schema).to_string(PostgresQueryBuilder)).await?,
             v => return Err(Error::internal(format!("no migration to version {v}"))),
         }
         version += 1;

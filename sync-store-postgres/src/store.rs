@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sync_core::{Error, ErrorKind, Faults, Result};
@@ -9,6 +11,7 @@ use tokio_postgres::{NoTls, Transaction};
 
 use crate::config::{redact, PostgresConfig};
 use crate::error::{classify, classify_commit, is_retryable};
+use crate::lease::Lease;
 use crate::schema;
 
 /// The future a transaction body returns.
@@ -29,6 +32,8 @@ pub struct PostgresStore {
     pub(crate) pool: Pool,
     pub(crate) schema: String,
     pub(crate) faults: Faults,
+    /// Run leases (`None`: off, fencing only).
+    pub(crate) lease: Option<Arc<Lease>>,
     url: String,
 }
 
@@ -37,7 +42,18 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("url", &redact(&self.url))
             .field("schema", &self.schema)
+            .field("lease", &self.lease)
             .finish()
+    }
+}
+
+/// A pool error as a store error.
+pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> Error {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => classify(e),
+        other => Error::new(ErrorKind::Storage, "cannot get a connection")
+            .with_source(other)
+            .transient(),
     }
 }
 
@@ -66,6 +82,9 @@ impl PostgresStore {
             .build()
             .map_err(|e| Error::config("cannot build the connection pool").with_source(e))?;
         let store = PostgresStore {
+            lease: config
+                .run_lease()
+                .map(|length| Arc::new(Lease::new(length, pool.clone()))),
             pool,
             schema: config.schema.clone(),
             faults,
@@ -112,12 +131,12 @@ impl PostgresStore {
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Backend(e) => classify(e),
-            other => Error::new(ErrorKind::Storage, "cannot get a connection")
-                .with_source(other)
-                .transient(),
-        })
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// How long a run lease lasts, `None` when leases are off.
+    pub(crate) fn lease_length(&self) -> Option<Duration> {
+        self.lease.as_ref().map(|l| l.length)
     }
 
     /// Runs `body` in a transaction and commits it. Serialization failures and deadlocks run

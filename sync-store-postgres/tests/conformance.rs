@@ -1,6 +1,11 @@
 //! The sync-core conformance suite and the strategy models on a real PostgreSQL, each test in
 //! its own schema. The server comes from `SYNC_TEST_POSTGRES_URL`; without it the tests are
 //! skipped (CI always sets it, and then an unreachable server fails them).
+//!
+//! The suite's fence clauses acquire two tokens in a row from one caller to check that the
+//! newer one takes over, which run leases refuse by design; so the suite runs with leases off
+//! (fencing only), and the strategy models, whose runs must each release their lease for the
+//! next to start, run with the default lease.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -36,11 +41,25 @@ async fn drop_stale_schemas(url: &str) {
     .await;
 }
 
-/// A fresh store in a schema of its own.
+/// A fresh store in a schema of its own, with run leases off.
 async fn make_store() -> StoreHandles {
+    open_store(
+        PostgresConfig::new(url().expect("SYNC_TEST_POSTGRES_URL is set")).with_run_lease(None),
+    )
+    .await
+}
+
+/// A fresh store in a schema of its own, with the default run lease.
+async fn make_leased_store() -> StoreHandles {
+    open_store(PostgresConfig::new(
+        url().expect("SYNC_TEST_POSTGRES_URL is set"),
+    ))
+    .await
+}
+
+async fn open_store(config: PostgresConfig) -> StoreHandles {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let url = url().expect("SYNC_TEST_POSTGRES_URL is set");
-    drop_stale_schemas(&url).await;
+    drop_stale_schemas(&config.url).await;
     let schema = format!(
         "sync_test_{}_{}_{}",
         std::process::id(),
@@ -49,9 +68,7 @@ async fn make_store() -> StoreHandles {
     );
     let faults = Faults::new();
     let store = PostgresStore::open_with_faults(
-        PostgresConfig::new(url)
-            .with_schema(schema)
-            .with_pool_size(2),
+        config.with_schema(schema).with_pool_size(2),
         faults.clone(),
     )
     .await
@@ -71,7 +88,7 @@ mod models {
     use proptest::prelude::*;
     use sync_core::testkit::model;
 
-    use super::{make_store, url};
+    use super::{make_leased_store, url};
 
     fn cases() -> ProptestConfig {
         let cases = std::env::var("PROPTEST_CASES")
@@ -91,21 +108,21 @@ mod models {
         #[test]
         fn full_strategy_matches_model_on_postgres(paging in model::full::paging(), ops in model::full::ops()) {
             if url().is_some() {
-                model::full::check(make_store, paging, ops);
+                model::full::check(make_leased_store, paging, ops);
             }
         }
 
         #[test]
         fn incremental_strategy_matches_model_on_postgres(case in model::incremental::ops()) {
             if url().is_some() {
-                model::incremental::check(make_store, case);
+                model::incremental::check(make_leased_store, case);
             }
         }
 
         #[test]
         fn offset_strategy_matches_model_on_postgres(case in model::offset::ops()) {
             if url().is_some() {
-                model::offset::check(make_store, case);
+                model::offset::check(make_leased_store, case);
             }
         }
     }
