@@ -52,6 +52,23 @@ async fn framework_v4_errors_carry_the_o_error_details() {
 }
 
 #[tokio::test]
+async fn the_health_check_tries_one_record() {
+    let fake = OracleFake::start(5).await;
+    let source = OracleSource::with_client(
+        builder(&fake.base_url(), OracleMode::Keyset)
+            .build()
+            .unwrap(),
+        client(),
+    )
+    .unwrap();
+    source.check().await.unwrap();
+    assert_eq!(fake.requests()[0].0["limit"], "1");
+    fake.fault(Fault::Status(401, "Unauthorized"));
+    let e = source.check().await.unwrap_err();
+    assert_eq!(e.context_value("status"), Some("401"));
+}
+
+#[tokio::test]
 async fn earlier_framework_versions_answer_plain_text_which_is_the_detail() {
     let fake = OracleFake::start(5).await;
     fake.fault(Fault::Status(

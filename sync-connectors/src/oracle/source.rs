@@ -87,6 +87,19 @@ impl OracleSource {
         &self.client
     }
 
+    /// The health check: one request for one record, so credentials, URL, resource, finder
+    /// and filter are tried; the error says what Oracle objected to.
+    pub async fn check(&self) -> Result<()> {
+        let req = PageRequest {
+            stream: self.config.stream_name().to_owned(),
+            selector: PageSelector::First,
+            since: None,
+            until: None,
+            limit: 1,
+        };
+        self.fetch_page(&req).await.map(|_| ())
+    }
+
     fn unknown(&self, stream: &str) -> Error {
         Error::new(ErrorKind::NotFound, "unknown stream")
             .with_context("stream", stream)
