@@ -340,3 +340,31 @@ async fn a_full_sync_then_incremental_keeps_updates_made_during_the_fill() {
         "an update made during the fill was lost"
     );
 }
+
+#[tokio::test]
+async fn a_full_sync_of_an_empty_source_checkpoints_the_fill_start_for_the_incrementals() {
+    let schema = sync_core::testkit::items_schema("items");
+    let (source, store, ctx, _) = setup(&schema);
+    source.set_high_watermark("items", Some(vec![Value::from(10)]));
+    FullStrategy::new(FullConfig::new("items"))
+        .unwrap()
+        .run(&ctx)
+        .await
+        .unwrap();
+    let cp = store.load("test/sync").await.unwrap().unwrap();
+    assert_eq!(
+        cp.state.position,
+        sync_core::Position::CursorKey(sync_core::CursorKey {
+            cursor: vec![Value::from(10)],
+            key: None,
+        }),
+        "not Start: the next incremental must not begin from nothing again"
+    );
+    // A record that appears afterwards is read by the incremental that follows.
+    put(&source, "late", 1, Some(11));
+    source.set_high_watermark("items", Some(vec![Value::from(11)]));
+    let inc = sync_core::IncrementalStrategy::new(sync_core::IncrementalConfig::new("items"))
+        .unwrap();
+    assert_eq!(inc.run(&ctx).await.unwrap().rows_written, 1);
+    assert_eq!(ids(&store.target_rows("items")), ["late"]);
+}

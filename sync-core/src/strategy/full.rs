@@ -306,6 +306,9 @@ impl FullStrategy {
                 Some(h.clone())
             }
             (Some(c), _) => Some(c.clone()),
+            // Nothing with a cursor was read: the source held nothing up to the fill's start,
+            // so the incremental syncs that follow start there (not from the beginning again).
+            (None, Some(h)) if fill.rows == 0 => Some(h.clone()),
             (None, _) => None,
         };
         let new = match &reached {
