@@ -10,8 +10,11 @@ use sync_core::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
-    /// `synchronous=FULL`: every commit, including the checkpoint commit, is on disk when it
-    /// returns. The default: the checkpoint promise holds across power loss.
+    /// `synchronous=FULL`: every promotion and checkpoint commit is on disk when it returns.
+    /// The default: the checkpoint promise holds across power loss. Staging and validation
+    /// commits use `NORMAL` even so: in WAL mode a power loss can only take the commits after
+    /// the last synced one, so it loses staged batches with the run progress they advanced
+    /// (one transaction), never anything promoted; the next run re-reads them.
     #[default]
     Full,
     /// `synchronous=NORMAL` in WAL mode: a commit survives a process crash but the last

@@ -6,13 +6,23 @@
 //!
 //! - targets created from stream schemas and evolved by adding columns, never dropping them;
 //!   the store's own tables migrated in order from a schema-version table;
-//! - one staging table per run, loaded with prepared statements in one transaction per batch
-//!   together with the run's progress, validated in SQL (one row per key, newest by the version
-//!   guard; rows missing required values quarantined with a reason);
+//! - one staging table per run, loaded with prepared multi-row inserts in one transaction per
+//!   batch together with the run's progress and its counts (rows, deletes, rows set aside,
+//!   columns that received a NULL), and indexed on the key as it is loaded; validated in SQL
+//!   (one row per key, newest by the version guard; rows missing required values quarantined
+//!   with a reason);
 //! - promotion in one `BEGIN IMMEDIATE` transaction: the guarded upsert (or the scoped
-//!   replace), the checkpoint compare-and-set, the ledger row and the log entries;
-//! - WAL mode, `synchronous=FULL` by default (see [`Durability`]), a busy timeout and retries
-//!   of transactions that meet BUSY or LOCKED;
+//!   replace), the checkpoint compare-and-set, the ledger row and the log entries. Its cost
+//!   follows the promoted window, not the target: keys are looked up in the target's primary
+//!   key, counts come from the run's row and from SQLite's update hook, and only a scoped
+//!   replace reads the target (not even that when the target was empty);
+//! - WAL mode, `synchronous=FULL` by default (see [`Durability`]) for promotions, checkpoints,
+//!   fences and the log; staging and validation commit with `synchronous=NORMAL`, which can
+//!   only lose staged-but-unpromoted batches on power loss, together with the progress they
+//!   advanced (see `store::Commit::Staging` for the argument); a bounded page cache; sorts
+//!   spill to temporary files;
+//! - WAL checkpoints on a thread and connection of their own, so no commit waits for one;
+//! - a busy timeout and retries of transactions that meet BUSY or LOCKED;
 //! - every call on tokio's blocking pool, never on a runtime worker thread.
 
 mod checkpoint;
@@ -20,10 +30,12 @@ mod config;
 mod error;
 mod promote;
 mod queue;
+mod run;
 mod schema;
 mod sql;
 mod stage;
 mod store;
+mod wal;
 
 use std::sync::Arc;
 
@@ -38,6 +50,7 @@ use sync_core::{
 };
 
 pub use config::{Durability, SqliteConfig};
+use store::Commit;
 pub use store::SqliteStore;
 
 #[async_trait]
@@ -60,14 +73,14 @@ impl Stager for SqliteStore {
         params: serde_json::Value,
     ) -> Result<StagingRun> {
         let sync = sync.to_string();
-        self.write(move |tx, _| stage::begin(tx, &sync, &schema, fence, &params))
+        self.write(move |tx, _| run::begin(tx, &sync, &schema, fence, &params))
             .await
     }
 
     async fn stage(&self, run: &StagingRun, batch: RecordBatch) -> Result<Position> {
         let run = run.clone();
         let to = self
-            .write(move |tx, _| stage::stage(tx, &run, &batch))
+            .write_with(Commit::Staging, move |tx, _| stage::stage(tx, &run, &batch))
             .await?;
         self.inner.faults.check(FaultPoint::AfterStage)?;
         Ok(to)
@@ -79,8 +92,10 @@ impl Stager for SqliteStore {
         rules: &ValidationRules,
     ) -> Result<ValidationReport> {
         let (run, rules) = (run.clone(), rules.clone());
-        self.write(move |tx, _| stage::validate(tx, &run, &rules))
-            .await
+        self.write_with(Commit::Staging, move |tx, _| {
+            stage::validate(tx, &run, &rules)
+        })
+        .await
     }
 
     async fn promote(
@@ -101,7 +116,7 @@ impl Stager for SqliteStore {
 
     async fn abort(&self, run: &StagingRun) -> Result<()> {
         let run = run.clone();
-        self.write(move |tx, _| stage::end(tx, &stage::this_run(tx, &run)?))
+        self.write(move |tx, _| run::end(tx, &run::this_run(tx, &run)?))
             .await
     }
 

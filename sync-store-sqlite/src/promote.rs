@@ -1,33 +1,93 @@
 //! Promotion: staging into the target in one `BEGIN IMMEDIATE` transaction together with the
 //! checkpoint compare-and-set, the ledger row and the log entries.
+//!
+//! Every statement costs what the promoted window holds, never what the target holds: keys
+//! are looked up in the target's primary key, the counts come from the run's row, and only the
+//! scoped replace of a full snapshot, which must find the rows the snapshot lacks, reads the
+//! target (and not even that when the target was empty).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rusqlite::hooks::Action;
 use rusqlite::Transaction;
-use sea_query::{Asterisk, Expr, ExprTrait, OnConflict, Order, Query};
+use sea_query::{Expr, ExprTrait, OnConflict, Order, Query, SelectStatement};
 use sync_core::checkpoint::CheckpointCommit;
 use sync_core::stager::{PromoteMode, PromoteReport, ReplaceScope, StagingRun};
 use sync_core::{Error, ErrorKind, FaultPoint, Result, StreamSchema};
 
 use crate::checkpoint::apply_commit;
+use crate::error::SqliteResultExt;
+use crate::run::{end, this_run, Counts};
 use crate::schema::target_schema;
 use crate::sql::{
     self, col, execute, id, key_match, KIND, KIND_DELETE, KIND_ROW, REJECTED, SEQ, STATE,
 };
-use crate::stage::{count_live, end, has_unvalidated, quarantine_rejected, this_run};
+use crate::stage::{has_unvalidated, quarantine_rejected};
 use crate::store::Inner;
 
 const STAGE: &str = "s";
 
-/// `EXISTS (SELECT 1 FROM stage s WHERE s.kind = kind AND s.key = target.key)`; for rows this
+/// `SELECT 1 FROM stage s WHERE s.kind = kind AND s.key = target.key`; for rows this
 /// includes rows validation set aside: they are in the snapshot, so a replace keeps their keys.
-fn in_stage(schema: &StreamSchema, table: &str, target: &str, kind: i64) -> Expr {
-    Expr::exists(
-        Query::select()
-            .expr(Expr::val(1))
-            .from_as(id(table), id(STAGE))
-            .and_where(col(STAGE, KIND).eq(kind))
-            .and_where(key_match(schema, STAGE, target))
-            .to_owned(),
+fn in_stage(schema: &StreamSchema, table: &str, target: &str, kind: i64) -> SelectStatement {
+    Query::select()
+        .expr(Expr::val(1))
+        .from_as(id(table), id(STAGE))
+        .and_where(col(STAGE, KIND).eq(kind))
+        .and_where(key_match(schema, STAGE, target))
+        .to_owned()
+}
+
+/// The key columns of `schema` as a row value, `("k1", "k2")`.
+fn key_tuple(schema: &StreamSchema) -> Expr {
+    Expr::tuple(
+        schema
+            .primary_key()
+            .iter()
+            .map(|&k| Expr::col(id(&schema.columns()[k].name))),
     )
+}
+
+/// True when `stream` has no row (one step into its table).
+fn is_empty(tx: &Transaction<'_>, stream: &str) -> Result<bool> {
+    let q = Query::select()
+        .expr(Expr::val(1))
+        .from(id(stream))
+        .limit(1)
+        .to_owned();
+    Ok(sql::query_i64(tx, &q)?.is_none())
+}
+
+/// Rows inserted and updated in `stream` while `f` runs, as SQLite's update hook reports
+/// them (targets are rowid tables, which it reports on): no statement counts the target.
+fn counting_changes<T>(
+    tx: &Transaction<'_>,
+    stream: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<(T, u64, u64)> {
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let (theirs, table) = (counts.clone(), stream.to_string());
+    tx.update_hook(Some(
+        move |action: Action, db: &str, t: &str, _rowid: i64| {
+            let slot = match action {
+                Action::SQLITE_INSERT => 0,
+                Action::SQLITE_UPDATE => 1,
+                _ => return,
+            };
+            if db == "main" && t == table {
+                theirs[slot].fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    ))
+    .db()?;
+    let out = f();
+    tx.update_hook(None::<fn(Action, &str, &str, i64)>).db()?;
+    let (inserted, updated) = (
+        counts[0].load(Ordering::Relaxed),
+        counts[1].load(Ordering::Relaxed),
+    );
+    Ok((out?, inserted, updated))
 }
 
 pub(crate) fn promote(
@@ -54,15 +114,8 @@ pub(crate) fn promote(
         )
         .with_context("stream", stream)
     })?;
-    let valid = count_live(tx, &table)?;
-    let target_rows = || -> Result<u64> {
-        let q = Query::select()
-            .expr(Expr::col(Asterisk).count())
-            .from(id(stream))
-            .to_owned();
-        Ok(sql::query_i64(tx, &q)?.unwrap_or(0) as u64)
-    };
-    let before = target_rows()?;
+    let valid = row.counts.live();
+    let was_empty = is_empty(tx, stream)?;
 
     // Upsert, never replacing a row by one with an older version guard.
     let columns: Vec<_> = schema
@@ -99,47 +152,66 @@ pub(crate) fn promote(
             on_conflict.action_and_where(newer);
         }
     }
-    let select = Query::select()
-        .columns(columns.clone())
-        .from(id(&table))
-        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-        .and_where(Expr::col(id(STATE)).ne(REJECTED))
-        .order_by(id(SEQ), Order::Asc)
-        .to_owned();
-    let upsert = Query::insert()
-        .into_table(id(stream))
-        .columns(columns)
-        .select_from(select)
-        .map_err(|e| Error::internal("cannot build the promote statement").with_source(e))?
-        .on_conflict(on_conflict)
-        .to_owned();
-    let changed = execute(tx, &upsert)? as u64;
-    let inserted = target_rows()?.saturating_sub(before);
-    let updated = changed.saturating_sub(inserted);
+    let (_, inserted, updated) = counting_changes(tx, stream, || {
+        if valid == 0 {
+            return Ok(());
+        }
+        let select = Query::select()
+            .columns(columns.clone())
+            .from(id(&table))
+            .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+            .and_where(Expr::col(id(STATE)).ne(REJECTED))
+            .order_by(id(SEQ), Order::Asc)
+            .to_owned();
+        let upsert = Query::insert()
+            .into_table(id(stream))
+            .columns(columns)
+            .select_from(select)
+            .map_err(|e| Error::internal("cannot build the promote statement").with_source(e))?
+            .on_conflict(on_conflict)
+            .to_owned();
+        execute(tx, &upsert).map(drop)
+    })?;
     let mut report = PromoteReport {
         inserted,
         updated,
-        unchanged: valid.saturating_sub(changed),
+        unchanged: valid.saturating_sub(inserted + updated),
         ..PromoteReport::default()
     };
 
-    let deletes = Query::delete()
-        .from_table(id(stream))
-        .and_where(in_stage(&schema, &table, stream, KIND_DELETE))
-        .to_owned();
-    report.deleted = execute(tx, &deletes)? as u64;
-    if let PromoteMode::Replace(scope) = mode {
+    if row.counts.deletes > 0 {
+        // Each staged key is looked up in the target's primary key.
+        let doomed = Query::select()
+            .exprs(
+                schema
+                    .primary_key()
+                    .iter()
+                    .map(|&k| Expr::col(id(&schema.columns()[k].name))),
+            )
+            .from(id(&table))
+            .and_where(Expr::col(id(KIND)).eq(KIND_DELETE))
+            .to_owned();
+        let deletes = Query::delete()
+            .from_table(id(stream))
+            .and_where(key_tuple(&schema).in_subquery(doomed))
+            .to_owned();
+        report.deleted = execute(tx, &deletes)? as u64;
+    }
+    // A target that was empty holds only staged rows now: nothing for a replace to delete.
+    if let (PromoteMode::Replace(scope), false) = (mode, was_empty) {
         let mut replace = Query::delete();
         replace
             .from_table(id(stream))
-            .and_where(in_stage(&schema, &table, stream, KIND_ROW).not());
+            .and_where(Expr::exists(in_stage(&schema, &table, stream, KIND_ROW)).not());
         if let ReplaceScope::Since { column, since } = scope {
             let name = &schema.columns()[*column].name;
             replace.and_where(col(stream, name).gte(Expr::val(sql::sea_value(since))));
         }
         report.deleted += execute(tx, &replace)? as u64;
     }
-    report.quarantined = quarantine_rejected(tx, run, &table, &schema)?;
+    if row.counts.rejected > 0 {
+        report.quarantined = quarantine_rejected(tx, run, &table, &schema)?;
+    }
     report.checkpoint_version =
         apply_commit(tx, commit, Some((report.written(), report.quarantined)))?;
     if close {
@@ -147,11 +219,12 @@ pub(crate) fn promote(
     } else {
         execute(tx, &Query::delete().from_table(id(&table)).to_owned())?;
         // SQLite numbers rows of an emptied table from 1 again: validation starts over too.
-        let reset = Query::update()
-            .table(id(sql::RUNS))
-            .value(id("validated_seq"), 0)
-            .and_where(Expr::col(id("id")).eq(row.rowid))
-            .to_owned();
+        let empty = Counts {
+            nulls: Some(Vec::new()),
+            ..Counts::default()
+        };
+        let mut reset = empty.update(row.rowid)?;
+        reset.value(id("validated_seq"), 0);
         execute(tx, &reset)?;
     }
     // Every statement ran; a crash here rolls all of it back.

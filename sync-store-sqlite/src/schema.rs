@@ -11,10 +11,11 @@ use sync_core::schema::{ColumnType, StreamSchema};
 use sync_core::{Error, ErrorKind, Result};
 
 use crate::error::SqliteResultExt;
+use crate::run::count;
 use crate::sql::{self, column_def, execute, id};
 
 /// The newest schema version this library knows.
-pub(crate) const LATEST_VERSION: i64 = 4;
+pub(crate) const LATEST_VERSION: i64 = 5;
 
 fn text(name: &str) -> ColumnDef {
     let mut c = ColumnDef::new(id(name));
@@ -147,6 +148,61 @@ fn migration_4(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Version 5: staging runs keep counts of what their staging table holds (rows, deletes,
+/// rows set aside) and which columns received a NULL since the last validation, so
+/// validation and promotion learn them without scanning staging. Open runs get their counts
+/// here; their NULL columns stay unknown (NULL), which makes the next validation look.
+fn migration_5(tx: &Transaction<'_>) -> Result<()> {
+    for name in ["rows_staged", "deletes_staged", "rows_rejected"] {
+        let mut column = ColumnDef::new(id(name));
+        column.integer().not_null().default(0);
+        let alter = Table::alter()
+            .table(id(sql::RUNS))
+            .add_column(column)
+            .to_owned();
+        tx.execute(&alter.to_string(SqliteQueryBuilder), []).db()?;
+    }
+    let mut column = ColumnDef::new(id("null_columns"));
+    column.text();
+    let alter = Table::alter()
+        .table(id(sql::RUNS))
+        .add_column(column)
+        .to_owned();
+    tx.execute(&alter.to_string(SqliteQueryBuilder), []).db()?;
+    let (text, _) = Query::select()
+        .column(id("id"))
+        .from(id(sql::RUNS))
+        .to_owned()
+        .build(SqliteQueryBuilder);
+    let runs: Vec<i64> = tx
+        .prepare(&text)
+        .db()?
+        .query_map([], |r| r.get(0))
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()?;
+    for rowid in runs {
+        let table = sql::staging_table(rowid);
+        let exists = Query::select()
+            .expr(Expr::val(1))
+            .from(id("sqlite_master"))
+            .and_where(Expr::col(id("type")).eq("table"))
+            .and_where(Expr::col(id("name")).eq(table.as_str()))
+            .to_owned();
+        if sql::query_i64(tx, &exists)?.is_none() {
+            continue;
+        }
+        let counts = crate::run::Counts {
+            rows: count(tx, &table, Some(sql::KIND_ROW), None)?,
+            deletes: count(tx, &table, Some(sql::KIND_DELETE), None)?,
+            rejected: count(tx, &table, Some(sql::KIND_ROW), Some(sql::REJECTED))?,
+            nulls: None,
+        };
+        execute(tx, &counts.update(rowid)?)?;
+    }
+    Ok(())
+}
+
 /// Brings the database to [`LATEST_VERSION`], one migration per transaction, in order.
 /// A database written by a newer library is refused.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -185,6 +241,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
             2 => migration_2(&tx)?,
             3 => migration_3(&tx)?,
             4 => migration_4(&tx)?,
+            5 => migration_5(&tx)?,
             v => return Err(Error::internal(format!("no migration to version {v}"))),
         }
         execute(

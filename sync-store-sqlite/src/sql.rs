@@ -81,20 +81,32 @@ pub(crate) fn column_def(column: &Column) -> ColumnDef {
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` without going through a strftime parser on the hot path.
 pub(crate) fn timestamp_text(t: &DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    if !(0..=9999).contains(&t.year()) {
-        return t.format(TIMESTAMP_FORMAT).to_string();
+    match timestamp_bytes(t) {
+        Some(b) => String::from_utf8_lossy(&b).into_owned(),
+        None => t.format(TIMESTAMP_FORMAT).to_string(),
     }
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond() / 1_000 % 1_000_000
-    )
+}
+
+/// The stored text of a timestamp of years 0 to 9999, formatted without allocating.
+pub(crate) fn timestamp_bytes(t: &DateTime<Utc>) -> Option<[u8; 27]> {
+    use chrono::{Datelike, Timelike};
+    let t = t.naive_utc();
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 6, t.nanosecond() / 1_000 % 1_000_000);
+    Some(out)
 }
 
 /// The stored form of a value, borrowing text and bytes.
@@ -283,6 +295,11 @@ mod tests {
         assert_eq!(a, "2024-01-01T00:00:00.500000Z");
         let t: DateTime<Utc> = "2024-02-29T23:59:59.123456789Z".parse().unwrap();
         assert_eq!(timestamp_text(&t), t.format(TIMESTAMP_FORMAT).to_string());
+        let ancient: DateTime<Utc> = "0001-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            timestamp_text(&ancient),
+            ancient.format(TIMESTAMP_FORMAT).to_string()
+        );
         assert_eq!(from_sql(&c, ValueRef::Text(a.as_bytes())).unwrap(), early);
     }
 

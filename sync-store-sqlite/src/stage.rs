@@ -1,49 +1,85 @@
-//! Staging runs: one staging table per run, bulk loaded with a prepared statement in one
-//! transaction per batch together with the run's progress, and validated in SQL.
+//! Staging: batches loaded with prepared multi-row inserts in one transaction per batch
+//! together with the run's progress and counts, validated in SQL, and the rows validation set
+//! aside moved to the quarantine.
 
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
-use rusqlite::types::{ToSql, ToSqlOutput};
-use rusqlite::{Connection, OptionalExtension, Transaction};
+use chrono::Utc;
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, Transaction};
 use sea_query::{
-    ColumnDef, Expr, ExprTrait, Index, Order, OverStatement, Query, SqliteQueryBuilder, Table,
+    Expr, ExprTrait, Order, OverStatement, Query, SelectStatement, SqliteQueryBuilder,
     WindowStatement,
 };
 use sea_query_rusqlite::RusqliteBinder;
-use sync_core::stager::{
-    new_run_id, QuarantinedRow, StagingRun, ValidationReport, ValidationRules,
-};
-use sync_core::{
-    Error, ErrorKind, FenceToken, Position, RecordBatch, Result, Row, StreamSchema, Value,
-};
+use sync_core::stager::{QuarantinedRow, StagingRun, ValidationReport, ValidationRules};
+use sync_core::{Error, ErrorKind, Position, RecordBatch, Result, Row, StreamSchema, Value};
 
 use crate::error::SqliteResultExt;
+use crate::run::{ensure_key_index, this_run};
 use crate::sql::{
-    self, execute, id, staging_table, KIND, KIND_DELETE, KIND_ROW, REASON, REJECTED, SEQ, STAGED,
-    STATE,
+    self, execute, id, KIND, KIND_DELETE, KIND_ROW, REASON, REJECTED, SEQ, STAGED, STATE,
 };
 
-/// A run as recorded in `_sync_runs`.
-pub(crate) struct RunRow {
-    pub(crate) rowid: i64,
-    pub(crate) run: StagingRun,
-    /// Staged rows up to this sequence number have been validated.
-    pub(crate) validated_seq: i64,
+/// Rows per multi-row insert: fewer statement executions per batch, well under SQLite's
+/// limit of bound parameters for any reasonable width.
+const ROWS_PER_INSERT: usize = 64;
+/// SQLite accepts at most 32766 bound parameters in one statement.
+const MAX_PARAMS: usize = 32_000;
+
+/// A value bound to a prepared statement without allocating: text and bytes are borrowed,
+/// timestamps and decimals formatted into the cell (SQLite copies bound text at once).
+enum Cell<'a> {
+    Value(&'a Value),
+    Text(Inline),
 }
 
-impl RunRow {
-    pub(crate) fn table(&self) -> String {
-        staging_table(self.rowid)
+/// Short text kept inline.
+struct Inline {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl std::fmt::Write for Inline {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
-/// A value bound to a prepared statement without copying text or bytes.
-struct Cell<'a>(&'a Value);
+impl<'a> Cell<'a> {
+    fn of(v: &'a Value) -> Self {
+        use std::fmt::Write;
+        let mut text = Inline {
+            buf: [0; 64],
+            len: 0,
+        };
+        let inline = match v {
+            Value::Timestamp(t) => sql::timestamp_bytes(t).is_some_and(|b| {
+                text.buf[..b.len()].copy_from_slice(&b);
+                text.len = b.len();
+                true
+            }),
+            Value::Decimal(d) => write!(text, "{d}").is_ok(),
+            _ => false,
+        };
+        if inline {
+            Cell::Text(text)
+        } else {
+            Cell::Value(v)
+        }
+    }
+}
 
 impl ToSql for Cell<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(sql::to_sql(self.0))
+        Ok(match self {
+            Cell::Value(v) => sql::to_sql(v),
+            Cell::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(&t.buf[..t.len])),
+        })
     }
 }
 
@@ -51,171 +87,17 @@ fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::new(ErrorKind::CorruptState, "stored staging run is malformed").with_source(e)
 }
 
-/// The open run of `sync`, if any.
-pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> {
-    let q = Query::select()
-        .columns(
-            [
-                "id",
-                "run_id",
-                "schema",
-                "progress",
-                "params",
-                "started_at",
-                "validated_seq",
-                "fence",
-            ]
-            .map(id),
-        )
-        .from(id(sql::RUNS))
-        .and_where(Expr::col(id("sync")).eq(sync))
-        .to_owned();
-    let (text, values) = q.build_rusqlite(SqliteQueryBuilder);
-    type Raw = (i64, String, String, String, String, String, i64, i64);
-    let raw: Option<Raw> = conn
-        .query_row(&text, &*values.as_params(), |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })
-        .optional()
-        .db()?;
-    let Some((rowid, run_id, schema, progress, params, started_at, validated_seq, fence)) = raw
-    else {
-        return Ok(None);
-    };
-    let schema: StreamSchema = serde_json::from_str(&schema).map_err(corrupt)?;
-    Ok(Some(RunRow {
-        rowid,
-        validated_seq,
-        run: StagingRun {
-            sync: sync.to_string(),
-            run_id,
-            schema: Arc::new(schema),
-            progress: serde_json::from_str(&progress).map_err(corrupt)?,
-            staged_rows: 0,
-            params: serde_json::from_str(&params).map_err(corrupt)?,
-            resumed: true,
-            started_at: DateTime::parse_from_rfc3339(&started_at)
-                .map_err(corrupt)?
-                .with_timezone(&Utc),
-            fence: FenceToken(fence as u64),
-        },
-    }))
-}
-
-/// The open run matching `run` (same sync and run id), or `NotFound`.
-pub(crate) fn this_run(conn: &Connection, run: &StagingRun) -> Result<RunRow> {
-    match open_run(conn, &run.sync)? {
-        Some(r) if r.run.run_id == run.run_id && r.run.fence != run.fence => Err(Error::new(
-            ErrorKind::Fenced,
-            "a newer writer owns this staging run",
-        )
-        .with_context("sync", &run.sync)),
-        Some(r) if r.run.run_id == run.run_id => Ok(r),
-        _ => Err(Error::new(ErrorKind::NotFound, "staging run is not open")
-            .with_context("sync", &run.sync)
-            .with_context("run_id", &run.run_id)),
+/// `INSERT INTO staging (kind, state, columns…) VALUES (?, …), …` for `rows` rows.
+fn insert_sql(table: &str, schema: &StreamSchema, rows: usize) -> String {
+    let mut cols = vec![id(KIND), id(STATE)];
+    cols.extend(schema.columns().iter().map(|c| id(&c.name)));
+    let width = cols.len();
+    let mut insert = Query::insert();
+    insert.into_table(id(table)).columns(cols);
+    for _ in 0..rows {
+        insert.values_panic((0..width).map(|_| Expr::val(0)));
     }
-}
-
-fn count(conn: &Connection, table: &str, kind: Option<i64>, state: Option<i64>) -> Result<u64> {
-    let mut q = Query::select();
-    q.expr(Expr::col(id(SEQ)).count()).from(id(table));
-    if let Some(k) = kind {
-        q.and_where(Expr::col(id(KIND)).eq(k));
-    }
-    if let Some(s) = state {
-        q.and_where(Expr::col(id(STATE)).eq(s));
-    }
-    Ok(sql::query_i64(conn, &q)?.unwrap_or(0) as u64)
-}
-
-pub(crate) fn begin(
-    tx: &Transaction<'_>,
-    sync: &str,
-    schema: &Arc<StreamSchema>,
-    fence: FenceToken,
-    params: &serde_json::Value,
-) -> Result<StagingRun> {
-    if let Some(mut existing) = open_run(tx, sync)? {
-        if fence < existing.run.fence {
-            return Err(
-                Error::new(ErrorKind::Fenced, "a newer writer owns this staging run")
-                    .with_context("sync", sync),
-            );
-        }
-        let adopt = Query::update()
-            .table(id(sql::RUNS))
-            .value(id("fence"), fence.0 as i64)
-            .and_where(Expr::col(id("id")).eq(existing.rowid))
-            .to_owned();
-        execute(tx, &adopt)?;
-        existing.run.fence = fence;
-        existing.run.staged_rows = count(tx, &existing.table(), None, None)?;
-        return Ok(existing.run);
-    }
-    let run = StagingRun {
-        sync: sync.to_string(),
-        run_id: new_run_id(),
-        schema: schema.clone(),
-        progress: Position::Start,
-        staged_rows: 0,
-        params: params.clone(),
-        resumed: false,
-        started_at: Utc::now(),
-        fence,
-    };
-    let insert = Query::insert()
-        .into_table(id(sql::RUNS))
-        .columns(
-            [
-                "sync",
-                "run_id",
-                "stream",
-                "schema",
-                "progress",
-                "params",
-                "started_at",
-                "fence",
-            ]
-            .map(id),
-        )
-        .values_panic([
-            sync.into(),
-            run.run_id.clone().into(),
-            schema.name().into(),
-            serde_json::to_string(schema.as_ref())?.into(),
-            serde_json::to_string(&run.progress)?.into(),
-            serde_json::to_string(&run.params)?.into(),
-            run.started_at.to_rfc3339().into(),
-            (fence.0 as i64).into(),
-        ])
-        .to_owned();
-    execute(tx, &insert)?;
-    let table = staging_table(tx.last_insert_rowid());
-    let mut create = Table::create();
-    create.table(id(&table));
-    create.col(ColumnDef::new(id(SEQ)).integer().not_null().primary_key());
-    create.col(ColumnDef::new(id(KIND)).integer().not_null());
-    create.col(ColumnDef::new(id(STATE)).integer().not_null());
-    create.col(ColumnDef::new(id(REASON)).text());
-    for c in schema.columns() {
-        // Staging holds rows before validation: no NOT NULL here, the quarantine catches them.
-        create.col(sql::column_def(&sync_core::Column {
-            nullable: true,
-            ..c.clone()
-        }));
-    }
-    tx.execute(&create.to_string(SqliteQueryBuilder), []).db()?;
-    Ok(run)
+    insert.build_rusqlite(SqliteQueryBuilder).0
 }
 
 pub(crate) fn stage(
@@ -223,12 +105,12 @@ pub(crate) fn stage(
     run: &StagingRun,
     batch: &RecordBatch,
 ) -> Result<Position> {
-    let row = this_run(tx, run)?;
+    let mut row = this_run(tx, run)?;
     batch
         .delta()
         .try_apply(&row.run.progress)
         .map_err(|e| e.with_context("sync", &run.sync))?;
-    let schema = &row.run.schema;
+    let schema = row.run.schema.clone();
     if batch.schema().columns() != schema.columns() {
         return Err(
             Error::invalid_input("batch schema differs from the staging run's")
@@ -236,61 +118,76 @@ pub(crate) fn stage(
         );
     }
     let table = row.table();
-    let mut cols = vec![id(KIND), id(STATE)];
-    cols.extend(schema.columns().iter().map(|c| id(&c.name)));
-    let placeholders: Vec<Expr> = (0..cols.len()).map(|_| Expr::val(0)).collect();
-    let (insert, _) = Query::insert()
-        .into_table(id(&table))
-        .columns(cols)
-        .values_panic(placeholders)
-        .to_owned()
-        .build_rusqlite(SqliteQueryBuilder);
-    let mut stmt = tx.prepare_cached(&insert).db()?;
+    let width = schema.columns().len() + 2;
+    let per_insert = ROWS_PER_INSERT.min(MAX_PARAMS / width).max(1);
     let (kind_row, staged) = (Value::Integer(KIND_ROW), Value::Integer(STAGED));
-    for r in batch.rows() {
-        let cells = [&kind_row, &staged].into_iter().chain(r.values()).map(Cell);
-        stmt.execute(rusqlite::params_from_iter(cells)).db()?;
+    let rows = batch.rows();
+    // Whole chunks through the multi-row statement, the rest (and the deletes) one by one.
+    let split = if per_insert > 1 {
+        rows.len() - rows.len() % per_insert
+    } else {
+        0
+    };
+    if split > 0 {
+        let mut many = tx
+            .prepare_cached(&insert_sql(&table, &schema, per_insert))
+            .db()?;
+        for chunk in rows[..split].chunks(per_insert) {
+            let cells = chunk
+                .iter()
+                .flat_map(|r| [&kind_row, &staged].into_iter().chain(r.values()))
+                .map(Cell::of);
+            many.execute(rusqlite::params_from_iter(cells)).db()?;
+        }
+    }
+    let mut one = tx.prepare_cached(&insert_sql(&table, &schema, 1)).db()?;
+    for r in &rows[split..] {
+        let cells = [&kind_row, &staged]
+            .into_iter()
+            .chain(r.values())
+            .map(Cell::of);
+        one.execute(rusqlite::params_from_iter(cells)).db()?;
+    }
+    for r in rows {
+        row.counts.note_nulls(r.values());
     }
     let kind_delete = Value::Integer(KIND_DELETE);
     for key in batch.deletes() {
         let mut values: Vec<&Value> = vec![&kind_delete, &staged];
-        let mut key_values = key.0.iter();
-        for (i, _) in schema.columns().iter().enumerate() {
-            values.push(if schema.primary_key().contains(&i) {
-                key_values.next().unwrap_or(&Value::Null)
-            } else {
-                &Value::Null
-            });
+        for i in 0..schema.columns().len() {
+            let part = schema.primary_key().iter().position(|&k| k == i);
+            values.push(part.and_then(|p| key.0.get(p)).unwrap_or(&Value::Null));
         }
-        stmt.execute(rusqlite::params_from_iter(values.into_iter().map(Cell)))
+        one.execute(rusqlite::params_from_iter(values.into_iter().map(Cell::of)))
             .db()?;
     }
-    let progress = Query::update()
-        .table(id(sql::RUNS))
-        .value(id("progress"), serde_json::to_string(&batch.delta().to)?)
-        .and_where(Expr::col(id("id")).eq(row.rowid))
-        .to_owned();
-    execute(tx, &progress)?;
+    row.counts.rows += rows.len() as u64;
+    row.counts.deletes += batch.deletes().len() as u64;
+    let mut update = row.counts.update(row.rowid)?;
+    update.value(id("progress"), serde_json::to_string(&batch.delta().to)?);
+    execute(tx, &update)?;
     Ok(batch.delta().to.clone())
 }
 
-/// Reads staged rows (with their staging sequence) matching `filter`.
-fn staged_rows(
+/// The staging sequence and failure reason of each fresh row some rule rejects.
+fn rule_failures(
     conn: &Connection,
     table: &str,
     schema: &StreamSchema,
-    filter: Expr,
-) -> Result<Vec<(i64, Row)>> {
+    validated_seq: i64,
+    rules: &ValidationRules,
+) -> Result<Vec<(i64, String)>> {
     let mut q = Query::select();
     q.column(id(SEQ))
         .columns(schema.columns().iter().map(|c| id(&c.name)))
         .from(id(table));
     q.and_where(Expr::col(id(KIND)).eq(KIND_ROW))
         .and_where(Expr::col(id(STATE)).eq(STAGED))
-        .and_where(filter);
+        .and_where(Expr::col(id(SEQ)).gt(validated_seq));
     let (text, values) = q.build_rusqlite(SqliteQueryBuilder);
     let mut stmt = conn.prepare(&text).db()?;
     let mut rows = stmt.query(&*values.as_params()).db()?;
+    // One row in memory at a time: only the failures are kept.
     let mut out = Vec::new();
     while let Some(r) = rows.next().db()? {
         let seq: i64 = r.get(0).db()?;
@@ -300,7 +197,15 @@ fn staged_rows(
             .enumerate()
             .map(|(i, c)| sql::from_sql(c, r.get_ref(i + 1).db()?))
             .collect::<Result<Vec<_>>>()?;
-        out.push((seq, Row::new(cells)));
+        let row = Row::new(cells);
+        let failed = rules.rules.iter().find_map(|rule| {
+            rule.check(schema, &row)
+                .err()
+                .map(|e| format!("{}: {e}", rule.name()))
+        });
+        if let Some(reason) = failed {
+            out.push((seq, reason));
+        }
     }
     Ok(out)
 }
@@ -318,12 +223,68 @@ fn reject(tx: &Transaction<'_>, table: &str, filter: Expr, reason: &str) -> Resu
     Ok(execute(tx, &stmt)? as u64)
 }
 
+/// Rows to upsert: `KIND_ROW` and not set aside.
+fn live() -> Expr {
+    Expr::col(id(KIND))
+        .eq(KIND_ROW)
+        .and(Expr::col(id(STATE)).ne(REJECTED))
+}
+
+/// Deletes every live row but the newest of its key (by the version guard, the last staged
+/// on ties); returns how many.
+fn drop_duplicates(tx: &Transaction<'_>, table: &str, schema: &StreamSchema) -> Result<u64> {
+    let key_cols = || {
+        schema
+            .primary_key()
+            .iter()
+            .map(|&k| id(&schema.columns()[k].name))
+    };
+    let key_tuple = || Expr::tuple(key_cols().map(Expr::col));
+    // Only keys staged more than once are ranked (and sorted): the cost follows the duplicates.
+    let duplicated = Query::select()
+        .columns(key_cols())
+        .from(id(table))
+        .and_where(live())
+        .group_by_columns(key_cols())
+        .and_having(Expr::col(id(SEQ)).count().gt(1))
+        .to_owned();
+    let mut window = WindowStatement::new();
+    OverStatement::partition_by_columns(&mut window, key_cols());
+    for &g in schema.guard() {
+        window.order_by(id(&schema.columns()[g].name), Order::Desc);
+    }
+    window.order_by(id(SEQ), Order::Desc);
+    let ranked = Query::select()
+        .column(id(SEQ))
+        .expr_window_as(Expr::cust("ROW_NUMBER()"), window, id("rn"))
+        .from(id(table))
+        .and_where(live())
+        .and_where(key_tuple().in_subquery(duplicated))
+        .to_owned();
+    let losers = Query::select()
+        .column(id(SEQ))
+        .from_subquery(ranked, id("ranked"))
+        .and_where(Expr::col(id("rn")).gt(1))
+        .to_owned();
+    let delete = Query::delete()
+        .from_table(id(table))
+        .and_where(Expr::col(id(SEQ)).in_subquery(losers))
+        .to_owned();
+    Ok(execute(tx, &delete)? as u64)
+}
+
+/// `SELECT 1 … LIMIT 1` of `q`: true when it finds a row.
+fn any(conn: &Connection, mut q: SelectStatement) -> Result<bool> {
+    q.expr(Expr::val(1)).limit(1);
+    Ok(sql::query_i64(conn, &q)?.is_some())
+}
+
 pub(crate) fn validate(
     tx: &Transaction<'_>,
     run: &StagingRun,
     rules: &ValidationRules,
 ) -> Result<ValidationReport> {
-    let row = this_run(tx, run)?;
+    let mut row = this_run(tx, run)?;
     let (schema, table) = (row.run.schema.clone(), row.table());
     let fresh = || Expr::col(id(SEQ)).gt(row.validated_seq);
     let missing = |c: usize| format!("missing required field {:?}", schema.columns()[c].name);
@@ -334,23 +295,23 @@ pub(crate) fn validate(
             rules.require_reason.clone().unwrap_or_else(|| missing(c)),
         ));
     }
+    // Staging noted which columns received a NULL since the last validation: only those are
+    // looked for, and only when a probe finds one is each column's reason written.
+    let nulls = row.counts.nulls.clone();
+    required.retain(|(c, _)| nulls.as_ref().map_or(true, |n| n.contains(c)));
     let mut quarantined = 0;
-    // One scan finds out whether any new row lacks a required value (rarely); only then is
-    // each column's reason written.
     let any_null = required
         .iter()
         .map(|(c, _)| Expr::col(id(&schema.columns()[*c].name)).is_null())
         .reduce(|a, b| a.or(b));
     if let Some(any_null) = any_null {
         let probe = Query::select()
-            .expr(Expr::val(1))
             .from(id(&table))
             .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
             .and_where(fresh())
             .and_where(any_null)
-            .limit(1)
             .to_owned();
-        if sql::query_i64(tx, &probe)?.is_some() {
+        if any(tx, probe)? {
             for (c, reason) in &required {
                 let null = Expr::col(id(&schema.columns()[*c].name)).is_null();
                 quarantined += reject(tx, &table, null.and(fresh()), reason)?;
@@ -358,113 +319,53 @@ pub(crate) fn validate(
         }
     }
     if !rules.rules.is_empty() {
-        for (seq, r) in staged_rows(tx, &table, &schema, fresh())? {
-            let failed = rules.rules.iter().find_map(|rule| {
-                rule.check(&schema, &r)
-                    .err()
-                    .map(|e| format!("{}: {e}", rule.name()))
-            });
-            if let Some(reason) = failed {
-                quarantined += reject(tx, &table, Expr::col(id(SEQ)).eq(seq), &reason)?;
-            }
+        for (seq, reason) in rule_failures(tx, &table, &schema, row.validated_seq, rules)? {
+            quarantined += reject(tx, &table, Expr::col(id(SEQ)).eq(seq), &reason)?;
         }
     }
-    // The key index serves the duplicate check here and the key lookups of the promotion;
-    // built once the first batch is in, it is cheaper than maintaining it row by row.
-    let mut index = Index::create();
-    index
-        .if_not_exists()
-        .name(format!("{table}_key"))
-        .table(id(&table));
-    for &k in schema.primary_key() {
-        index.col(id(&schema.columns()[k].name));
-    }
-    tx.execute(&index.to_string(SqliteQueryBuilder), []).db()?;
-    // One row per key: the newest by the version guard, the last staged on ties.
-    let key_cols = || {
-        schema
-            .primary_key()
-            .iter()
-            .map(|&k| id(&schema.columns()[k].name))
-    };
-    let live = || {
-        Expr::col(id(KIND))
-            .eq(KIND_ROW)
-            .and(Expr::col(id(STATE)).ne(REJECTED))
-    };
+    // Runs staged by an older library have no key index yet.
+    ensure_key_index(tx, &table, &schema)?;
+    // One row per key. The probe reads the key index only (it holds kind and state).
+    let key_cols = schema
+        .primary_key()
+        .iter()
+        .map(|&k| id(&schema.columns()[k].name));
     let dup_probe = Query::select()
-        .expr(Expr::val(1))
         .from(id(&table))
         .and_where(live())
-        .group_by_columns(key_cols())
+        .group_by_columns(key_cols)
         .and_having(Expr::col(id(SEQ)).count().gt(1))
-        .limit(1)
         .to_owned();
     let mut duplicates = 0;
-    if sql::query_i64(tx, &dup_probe)?.is_some() {
-        let mut window = WindowStatement::new();
-        OverStatement::partition_by_columns(&mut window, key_cols());
-        for &g in schema.guard() {
-            window.order_by(id(&schema.columns()[g].name), Order::Desc);
-        }
-        window.order_by(id(SEQ), Order::Desc);
-        let ranked = Query::select()
-            .column(id(SEQ))
-            .expr_window_as(Expr::cust("ROW_NUMBER()"), window, id("rn"))
-            .from(id(&table))
-            .and_where(live())
-            .to_owned();
-        let losers = Query::select()
-            .column(id(SEQ))
-            .from_subquery(ranked, id("ranked"))
-            .and_where(Expr::col(id("rn")).gt(1))
-            .to_owned();
-        let delete = Query::delete()
-            .from_table(id(&table))
-            .and_where(Expr::col(id(SEQ)).in_subquery(losers))
-            .to_owned();
-        duplicates = execute(tx, &delete)? as u64;
+    if any(tx, dup_probe)? {
+        duplicates = drop_duplicates(tx, &table, &schema)?;
     }
     let high = Query::select()
         .expr(Expr::col(id(SEQ)).max())
         .from(id(&table))
         .to_owned();
     let high = Ord::max(sql::query_i64(tx, &high)?.unwrap_or(0), row.validated_seq);
-    let mark = Query::update()
-        .table(id(sql::RUNS))
-        .value(id("validated_seq"), high)
-        .and_where(Expr::col(id("id")).eq(row.rowid))
-        .to_owned();
+    row.counts.rows = row.counts.rows.saturating_sub(duplicates);
+    row.counts.rejected += quarantined;
+    row.counts.nulls = Some(Vec::new());
+    let mut mark = row.counts.update(row.rowid)?;
+    mark.value(id("validated_seq"), high);
     execute(tx, &mark)?;
-    let valid = count_live(tx, &table)?;
     Ok(ValidationReport {
-        valid,
+        valid: row.counts.live(),
         duplicates_dropped: duplicates,
         quarantined,
     })
 }
 
-/// Rows to upsert: staged rows that validation did not set aside.
-pub(crate) fn count_live(conn: &Connection, table: &str) -> Result<u64> {
-    let q = Query::select()
-        .expr(Expr::col(id(SEQ)).count())
-        .from(id(table))
-        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-        .and_where(Expr::col(id(STATE)).ne(REJECTED))
-        .to_owned();
-    Ok(sql::query_i64(conn, &q)?.unwrap_or(0) as u64)
-}
-
 /// True when rows were staged after the last validation.
-pub(crate) fn has_unvalidated(conn: &Connection, row: &RunRow) -> Result<bool> {
+pub(crate) fn has_unvalidated(conn: &Connection, row: &crate::run::RunRow) -> Result<bool> {
     let q = Query::select()
-        .expr(Expr::val(1))
         .from(id(&row.table()))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
         .and_where(Expr::col(id(SEQ)).gt(row.validated_seq))
-        .limit(1)
         .to_owned();
-    Ok(sql::query_i64(conn, &q)?.is_some())
+    any(conn, q)
 }
 
 /// Moves the rows validation set aside into the quarantine table; returns how many.
@@ -509,26 +410,6 @@ pub(crate) fn quarantine_rejected(
         moved += 1;
     }
     Ok(moved)
-}
-
-/// Drops the run's staging table and forgets the run.
-pub(crate) fn end(tx: &Transaction<'_>, row: &RunRow) -> Result<()> {
-    tx.execute(
-        &Table::drop()
-            .table(id(&row.table()))
-            .if_exists()
-            .to_string(SqliteQueryBuilder),
-        [],
-    )
-    .db()?;
-    execute(
-        tx,
-        &Query::delete()
-            .from_table(id(sql::RUNS))
-            .and_where(Expr::col(id("id")).eq(row.rowid))
-            .to_owned(),
-    )?;
-    Ok(())
 }
 
 pub(crate) fn quarantined(conn: &Connection, sync: &str) -> Result<Vec<QuarantinedRow>> {

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use sync_core::memory::MemorySource;
-use sync_core::testkit::{item, keyed_schema};
+use sync_core::stager::{PromoteMode, ValidationRules};
+use sync_core::testkit::{batch, commit, ids, item, items_schema, key, keyed_schema};
 use sync_core::{
-    Column, ColumnType, ErrorKind, FullConfig, FullStrategy, Row, Stager, Strategy, StreamSchema,
-    SyncContext, Value,
+    Checkpoint, Column, ColumnType, ErrorKind, FullConfig, FullStrategy, Position, Row, Stager,
+    Strategy, StreamSchema, SyncContext, Value,
 };
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
 
@@ -94,7 +95,14 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
         conn.execute(&format!("DROP INDEX \"{t}_by_sync\""), [])
             .unwrap();
     }
-    for column in ["validated_seq", "fence"] {
+    for column in [
+        "validated_seq",
+        "fence",
+        "rows_staged",
+        "deletes_staged",
+        "rows_rejected",
+        "null_columns",
+    ] {
         conn.execute(
             &format!("ALTER TABLE \"_sync_runs\" DROP COLUMN \"{column}\""),
             [],
@@ -125,18 +133,94 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
             |r| r.get(0),
         )
         .unwrap();
-    let validated: i64 = conn
+    let added: i64 = conn
         .query_row(
-            "SELECT count(*) FROM pragma_table_info('_sync_runs') WHERE name IN ('validated_seq', 'fence')",
+            "SELECT count(*) FROM pragma_table_info('_sync_runs') WHERE name IN \
+             ('validated_seq', 'fence', 'rows_staged', 'deletes_staged', 'rows_rejected', 'null_columns')",
             [],
             |r| r.get(0),
         )
         .unwrap();
     assert_eq!(
-        (version, indexes, validated),
-        (4, 3, 2),
-        "migrations 2 to 4 ran"
+        (version, indexes, added),
+        (5, 3, 6),
+        "migrations 2 to 5 ran"
     );
+}
+
+/// A run staged by a version-4 library (no counts in `_sync_runs`, no key index on its
+/// staging table) resumes after the migration: the counts are filled in from its staging
+/// table, validation still finds its missing required values, and the promotion applies its
+/// rows, deletes and quarantine.
+#[tokio::test]
+async fn a_run_staged_before_the_counts_resumes_after_the_migration() {
+    let path = db_path();
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let schema = items_schema("legacy");
+    store.ensure_stream(&schema).await.unwrap();
+    let fence = store.acquire_fence("s").await.unwrap();
+    let run = store
+        .begin("s", schema.clone(), fence, serde_json::Value::Null)
+        .await
+        .unwrap();
+    let gone = batch(
+        &schema,
+        vec![item("gone", 1, Some(1))],
+        Position::Start,
+        Position::Page(1),
+    );
+    store.stage(&run, gone).await.unwrap();
+    store
+        .validate(&run, &ValidationRules::default())
+        .await
+        .unwrap();
+    let c = commit("s", None, fence, Position::Start, Position::Page(1));
+    store
+        .promote(&run, &PromoteMode::Upsert, &c, false)
+        .await
+        .unwrap();
+    let mut no_version = item("v", 1, Some(1));
+    no_version.values_mut()[1] = Value::Null;
+    let rows = vec![item("a", 1, Some(1)), item("b", 1, Some(1)), no_version];
+    let b =
+        batch(&schema, rows, Position::Page(1), Position::Page(2)).with_deletes(vec![key("gone")]);
+    store.stage(&run, b).await.unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP INDEX \"_sync_stage_1_keys\";
+         ALTER TABLE \"_sync_runs\" DROP COLUMN \"rows_staged\";
+         ALTER TABLE \"_sync_runs\" DROP COLUMN \"deletes_staged\";
+         ALTER TABLE \"_sync_runs\" DROP COLUMN \"rows_rejected\";
+         ALTER TABLE \"_sync_runs\" DROP COLUMN \"null_columns\";
+         UPDATE \"_sync_schema_version\" SET \"version\" = 4;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let resumed = store
+        .begin("s", schema.clone(), fence, serde_json::Value::Null)
+        .await
+        .unwrap();
+    assert_eq!(
+        (resumed.run_id.as_str(), resumed.staged_rows),
+        (run.run_id.as_str(), 4)
+    );
+    let report = store
+        .validate(&resumed, &ValidationRules::default())
+        .await
+        .unwrap();
+    assert_eq!((report.valid, report.quarantined), (2, 1));
+    let c = commit("s", Some(1), fence, Position::Page(1), Position::Page(2));
+    let promoted = store
+        .promote(&resumed, &PromoteMode::Upsert, &c, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        (promoted.inserted, promoted.deleted, promoted.quarantined),
+        (2, 1, 1)
+    );
+    assert_eq!(ids(&store.read_target("legacy").await.unwrap()), ["a", "b"]);
 }
 
 #[tokio::test]
