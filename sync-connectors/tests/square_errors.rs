@@ -64,7 +64,14 @@ async fn rate_limited_is_retried_with_backoff_then_succeeds() {
     let body = fixture_text("rate_limited.json");
     // The watermark probe answers, then the first page is rate limited twice (no Retry-After).
     fake.fail_after(SEARCH, 1, 2, 429, &body, JSON);
+    let started = tokio::time::Instant::now();
     let report = incremental("catalog_items").run(&ctx).await.unwrap();
+    // Full jitter under caps of 1 s then 2 s: some wait, never more than the caps.
+    let waited = started.elapsed();
+    assert!(
+        waited > Duration::ZERO && waited <= Duration::from_secs(3),
+        "{waited:?}"
+    );
     assert_eq!(report.rows_written, 3);
     assert_eq!(fake.count(SEARCH).await, 1 + 3, "two 429s, then the page");
     // The watermark probe retries by the config's policy, too.
@@ -252,6 +259,7 @@ async fn a_bad_token_is_permanent_and_never_printed() {
         ..fake.config()
     };
     let source = Arc::new(SquareSource::new(config).unwrap());
+    assert!(fake.source().check().await.is_ok());
     let err = source.check().await.unwrap_err();
     assert_eq!(
         (err.kind(), err.retry_class()),

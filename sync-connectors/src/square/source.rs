@@ -90,7 +90,7 @@ impl SquareSource {
 
     /// Health check: lists the locations (one request), which needs a valid token.
     pub async fn check(&self) -> Result<()> {
-        self.locations("locations").await.map(|_| ())
+        self.locations_page("locations").await.map(|_| ())
     }
 
     /// The configured locations, or every location ListLocations returns, with the
