@@ -22,9 +22,9 @@ pub mod cisco;
 pub mod dataverse;
 #[cfg(feature = "oracle")]
 pub mod oracle;
-#[cfg(feature = "square")]
-pub mod square;
 #[cfg(feature = "sqs")]
 pub mod sqs;
+#[cfg(feature = "square")]
+pub mod square;
 
 pub use sync_core;

@@ -363,8 +363,8 @@ async fn a_full_sync_of_an_empty_source_checkpoints_the_fill_start_for_the_incre
     // A record that appears afterwards is read by the incremental that follows.
     put(&source, "late", 1, Some(11));
     source.set_high_watermark("items", Some(vec![Value::from(11)]));
-    let inc = sync_core::IncrementalStrategy::new(sync_core::IncrementalConfig::new("items"))
-        .unwrap();
+    let inc =
+        sync_core::IncrementalStrategy::new(sync_core::IncrementalConfig::new("items")).unwrap();
     assert_eq!(inc.run(&ctx).await.unwrap().rows_written, 1);
     assert_eq!(ids(&store.target_rows("items")), ["late"]);
 }
