@@ -6,16 +6,20 @@
 //!
 //! - targets created from stream schemas and evolved by adding columns, never dropping them;
 //!   the store's own tables migrated in order from a schema-version table;
-//! - one staging table per run, loaded with prepared multi-row inserts in one transaction per
+//! - per run, a *row table* shaped exactly like the target (rows with every required value,
+//!   one per key) and a staging table with bookkeeping columns for everything else (rows
+//!   missing a required value, keys to delete; every row once a key arrives twice or custom
+//!   rules validate the run), loaded with prepared multi-row inserts in one transaction per
 //!   batch together with the run's progress and its counts (rows, deletes, rows set aside,
-//!   columns that received a NULL), and indexed on the key as it is loaded; validated in SQL
-//!   (one row per key, newest by the version guard; rows missing required values quarantined
-//!   with a reason);
+//!   columns that received a NULL); validated in SQL (one row per key, newest by the version
+//!   guard; rows missing required values quarantined with a reason);
 //! - promotion in one `BEGIN IMMEDIATE` transaction: the guarded upsert (or the scoped
-//!   replace), the checkpoint compare-and-set, the ledger row and the log entries. Its cost
-//!   follows the promoted window, not the target: keys are looked up in the target's primary
-//!   key, counts come from the run's row and from SQLite's update hook, and only a scoped
-//!   replace reads the target (not even that when the target was empty);
+//!   replace), the checkpoint compare-and-set, the ledger row and the log entries. Into an
+//!   empty target the row table is renamed to the target (a full load writes its rows once);
+//!   otherwise the upsert runs over short ranges of rows so SQLite's statement journal stays in
+//!   memory. Its cost follows the promoted window, not the target: keys are looked up in the
+//!   target's primary key, counts come from the run's row and from SQLite's update hook, and
+//!   only a scoped replace reads the target (not even that when the target was empty);
 //! - WAL mode, `synchronous=FULL` by default (see [`Durability`]) for promotions, checkpoints,
 //!   fences and the log; staging and validation commit with `synchronous=NORMAL`, which can
 //!   only lose staged-but-unpromoted batches on power loss, together with the progress they
@@ -26,6 +30,7 @@
 //! - every call on tokio's blocking pool, never on a runtime worker thread.
 
 mod checkpoint;
+mod chunk;
 mod config;
 mod error;
 mod promote;
@@ -35,6 +40,7 @@ mod schema;
 mod sql;
 mod stage;
 mod store;
+mod swap;
 mod wal;
 
 use std::sync::Arc;

@@ -2,9 +2,11 @@
 //! checkpoint compare-and-set, the ledger row and the log entries.
 //!
 //! Every statement costs what the promoted window holds, never what the target holds: keys
-//! are looked up in the target's primary key, the counts come from the run's row, and only the
-//! scoped replace of a full snapshot, which must find the rows the snapshot lacks, reads the
-//! target (and not even that when the target was empty).
+//! are looked up in the target's primary key, the counts come from the run's row and SQLite's
+//! update hook, and only the scoped replace of a full snapshot, which must find the rows the
+//! snapshot lacks, reads the target (and not even that when the target was empty). Into an
+//! empty target the run's row table is renamed (see `swap`); otherwise the upsert runs over
+//! short ranges of the source (see `chunk`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,25 +20,46 @@ use sync_core::{Error, ErrorKind, FaultPoint, Result, StreamSchema};
 
 use crate::checkpoint::apply_commit;
 use crate::error::SqliteResultExt;
-use crate::run::{end, this_run, Counts};
+use crate::run::{create_rows_table, end, this_run, Counts};
 use crate::schema::target_schema;
 use crate::sql::{
     self, col, execute, id, key_match, KIND, KIND_DELETE, KIND_ROW, REJECTED, SEQ, STATE,
 };
 use crate::stage::{has_unvalidated, quarantine_rejected};
 use crate::store::Inner;
+use crate::{chunk, swap};
 
 const STAGE: &str = "s";
 
-/// `SELECT 1 FROM stage s WHERE s.kind = kind AND s.key = target.key`; for rows this
+/// `SELECT 1 FROM stage s WHERE [s.kind = kind AND] s.key = target.key`; for rows this
 /// includes rows validation set aside: they are in the snapshot, so a replace keeps their keys.
-fn in_stage(schema: &StreamSchema, table: &str, target: &str, kind: i64) -> SelectStatement {
-    Query::select()
-        .expr(Expr::val(1))
+fn in_stage(
+    schema: &StreamSchema,
+    table: &str,
+    target: &str,
+    kind: Option<i64>,
+) -> SelectStatement {
+    let mut q = Query::select();
+    q.expr(Expr::val(1))
         .from_as(id(table), id(STAGE))
-        .and_where(col(STAGE, KIND).eq(kind))
-        .and_where(key_match(schema, STAGE, target))
-        .to_owned()
+        .and_where(key_match(schema, STAGE, target));
+    if let Some(kind) = kind {
+        q.and_where(col(STAGE, KIND).eq(kind));
+    }
+    q
+}
+
+/// True when the staging table holds rows to upsert (in a run with a row table it holds
+/// none once validated: only rows set aside and keys to delete).
+fn has_live(tx: &Transaction<'_>, table: &str) -> Result<bool> {
+    let q = Query::select()
+        .expr(Expr::val(1))
+        .from(id(table))
+        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).ne(REJECTED))
+        .limit(1)
+        .to_owned();
+    Ok(sql::query_i64(tx, &q)?.is_some())
 }
 
 /// The key columns of `schema` as a row value, `("k1", "k2")`.
@@ -47,6 +70,21 @@ fn key_tuple(schema: &StreamSchema) -> Expr {
             .iter()
             .map(|&k| Expr::col(id(&schema.columns()[k].name))),
     )
+}
+
+/// The row table's rowid under a name no column of `schema` takes (`None` when columns take
+/// all three).
+fn rowid(schema: &StreamSchema) -> Option<Expr> {
+    let taken = |name: &str| {
+        schema
+            .columns()
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(name))
+    };
+    ["rowid", "_rowid_", "oid"]
+        .into_iter()
+        .find(|n| !taken(n))
+        .map(Expr::cust)
 }
 
 /// True when `stream` has no row (one step into its table).
@@ -152,26 +190,77 @@ pub(crate) fn promote(
             on_conflict.action_and_where(newer);
         }
     }
-    let (_, inserted, updated) = counting_changes(tx, stream, || {
-        if valid == 0 {
-            return Ok(());
+    let rows_table = row.row_table.then(|| row.rows_table());
+    // Into an empty target the row table is renamed, not copied.
+    let swapped = match &rows_table {
+        Some(rows) if valid > 0 && was_empty && !has_live(tx, &table)? => {
+            let swap = swap::interchangeable(tx, rows, stream, &schema)?;
+            if swap {
+                swap::rename_into(tx, rows, stream)?;
+            }
+            swap
         }
-        let select = Query::select()
-            .columns(columns.clone())
-            .from(id(&table))
-            .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-            .and_where(Expr::col(id(STATE)).ne(REJECTED))
-            .order_by(id(SEQ), Order::Asc)
-            .to_owned();
+        _ => false,
+    };
+    let per_statement = chunk::rows_per_statement(tx)?;
+    // Over ranges of an integer key of the source (see `chunk`): the row table's rowid, the
+    // staging table's sequence.
+    let upsert_from = |source: &str, order: Option<Expr>, filter: Option<Expr>| -> Result<()> {
+        let mut select = Query::select();
+        select.columns(columns.clone()).from(id(source));
+        if let Some(filter) = filter {
+            select.and_where(filter);
+        } else {
+            // Keeps SQLite from reading the upsert's ON as a join constraint.
+            select.and_where(Expr::cust("true"));
+        }
+        let max = match &order {
+            Some(order) => {
+                let max = Query::select()
+                    .expr(order.clone().max())
+                    .from(id(source))
+                    .to_owned();
+                let Some(max) = sql::query_i64(tx, &max)? else {
+                    return Ok(());
+                };
+                select
+                    .and_where(chunk::range(order.clone()))
+                    .order_by_expr(order.clone(), Order::Asc);
+                Some(max)
+            }
+            None => None,
+        };
         let upsert = Query::insert()
             .into_table(id(stream))
-            .columns(columns)
+            .columns(columns.clone())
             .select_from(select)
             .map_err(|e| Error::internal("cannot build the promote statement").with_source(e))?
-            .on_conflict(on_conflict)
+            .on_conflict(on_conflict.clone())
             .to_owned();
-        execute(tx, &upsert).map(drop)
-    })?;
+        match max {
+            Some(max) => chunk::in_ranges(tx, &upsert, max, per_statement).map(drop),
+            None => execute(tx, &upsert).map(drop),
+        }
+    };
+    let (inserted, updated) = if swapped {
+        (valid, 0)
+    } else {
+        let ((), inserted, updated) = counting_changes(tx, stream, || {
+            if valid == 0 {
+                return Ok(());
+            }
+            if let Some(rows) = &rows_table {
+                // Rows are only ever added to a row table (emptied whole), so its rowids
+                // run from 1 without gaps.
+                upsert_from(rows, rowid(&schema), None)?;
+            }
+            let live = Expr::col(id(KIND))
+                .eq(KIND_ROW)
+                .and(Expr::col(id(STATE)).ne(REJECTED));
+            upsert_from(&table, Some(Expr::col(id(SEQ))), Some(live))
+        })?;
+        (inserted, updated)
+    };
     let mut report = PromoteReport {
         inserted,
         updated,
@@ -202,7 +291,10 @@ pub(crate) fn promote(
         let mut replace = Query::delete();
         replace
             .from_table(id(stream))
-            .and_where(Expr::exists(in_stage(&schema, &table, stream, KIND_ROW)).not());
+            .and_where(Expr::exists(in_stage(&schema, &table, stream, Some(KIND_ROW))).not());
+        if let Some(rows) = &rows_table {
+            replace.and_where(Expr::exists(in_stage(&schema, rows, stream, None)).not());
+        }
         if let ReplaceScope::Since { column, since } = scope {
             let name = &schema.columns()[*column].name;
             replace.and_where(col(stream, name).gte(Expr::val(sql::sea_value(since))));
@@ -218,6 +310,13 @@ pub(crate) fn promote(
         end(tx, &row)?;
     } else {
         execute(tx, &Query::delete().from_table(id(&table)).to_owned())?;
+        match &rows_table {
+            Some(rows) if swapped => create_rows_table(tx, rows, &schema)?,
+            Some(rows) => {
+                execute(tx, &Query::delete().from_table(id(rows)).to_owned()).map(drop)?
+            }
+            None => {}
+        }
         // SQLite numbers rows of an emptied table from 1 again: validation starts over too.
         let empty = Counts {
             nulls: Some(Vec::new()),

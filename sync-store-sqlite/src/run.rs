@@ -1,6 +1,15 @@
 //! Staging runs as recorded in `_sync_runs`: opening, resuming and ending a run, its staging
-//! table, and the counts the run keeps of what its staging table holds, so validation and
-//! promotion never scan staging to learn them.
+//! tables, and the counts the run keeps of what they hold, so validation and promotion never
+//! scan staging to learn them.
+//!
+//! A run stages into two tables. The *row table* has the target's exact shape (columns, NOT
+//! NULL, primary key) and holds the rows that can only be promoted: every required value
+//! present, one row per key. The *staging table* holds everything else, with bookkeeping
+//! columns: rows missing a required value (validation sets them aside), keys to delete, and,
+//! once a key arrives twice or validation runs custom rules, every row (the run is *demoted*:
+//! its row table is moved into its staging table, which validates and deduplicates rows in
+//! SQL as before). A promotion into an empty target renames the row table to the target
+//! instead of copying it: a full load writes its rows once.
 
 use std::sync::Arc;
 
@@ -22,8 +31,12 @@ pub(crate) struct RunRow {
     pub(crate) run: StagingRun,
     /// Staged rows up to this sequence number have been validated.
     pub(crate) validated_seq: i64,
-    /// What the staging table holds, kept by every statement that changes it.
+    /// What the staging tables hold, kept by every statement that changes them.
     pub(crate) counts: Counts,
+    /// The run stages rows into its row table.
+    pub(crate) row_table: bool,
+    /// Rows were staged into the row table after the last validation.
+    pub(crate) rows_unvalidated: bool,
 }
 
 /// The contents of a staging table, kept in `_sync_runs` in the transaction that changes them.
@@ -79,6 +92,11 @@ impl RunRow {
     pub(crate) fn table(&self) -> String {
         staging_table(self.rowid)
     }
+
+    /// The row table (whether or not the run still has one).
+    pub(crate) fn rows_table(&self) -> String {
+        format!("{}_rows", self.table())
+    }
 }
 
 fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -102,6 +120,8 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
                 "deletes_staged",
                 "rows_rejected",
                 "null_columns",
+                "row_table",
+                "rows_unvalidated",
             ]
             .map(id),
         )
@@ -110,7 +130,7 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
         .to_owned();
     let (text, values) = q.build_rusqlite(SqliteQueryBuilder);
     type Raw = (i64, String, String, String, String, String, i64, i64);
-    type Raw2 = (i64, i64, i64, Option<String>);
+    type Raw2 = (i64, i64, i64, Option<String>, bool, bool);
     let raw: Option<(Raw, Raw2)> = conn
         .prepare_cached(&text)
         .db()?
@@ -126,12 +146,19 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
                     r.get(6)?,
                     r.get(7)?,
                 ),
-                (r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?),
+                (
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                    r.get(12)?,
+                    r.get(13)?,
+                ),
             ))
         })
         .optional()
         .db()?;
-    let Some((raw, (rows, deletes, rejected, nulls))) = raw else {
+    let Some((raw, (rows, deletes, rejected, nulls, row_table, rows_unvalidated))) = raw else {
         return Ok(None);
     };
     let (rowid, run_id, schema, progress, params, started_at, validated_seq, fence) = raw;
@@ -143,6 +170,8 @@ pub(crate) fn open_run(conn: &Connection, sync: &str) -> Result<Option<RunRow>> 
     Ok(Some(RunRow {
         rowid,
         validated_seq,
+        row_table,
+        rows_unvalidated,
         counts: Counts {
             rows: rows as u64,
             deletes: deletes as u64,
@@ -268,6 +297,7 @@ pub(crate) fn begin(
                 "started_at",
                 "fence",
                 "null_columns",
+                "row_table",
             ]
             .map(id),
         )
@@ -281,6 +311,7 @@ pub(crate) fn begin(
             run.started_at.to_rfc3339().into(),
             (fence.0 as i64).into(),
             "[]".into(),
+            1.into(),
         ])
         .to_owned();
     execute(tx, &insert)?;
@@ -300,19 +331,77 @@ pub(crate) fn begin(
     }
     tx.execute(&create.to_string(SqliteQueryBuilder), []).db()?;
     ensure_key_index(tx, &table, schema)?;
+    create_rows_table(tx, &format!("{table}_rows"), schema)?;
     Ok(run)
 }
 
-/// Drops the run's staging table and forgets the run.
-pub(crate) fn end(tx: &Transaction<'_>, row: &RunRow) -> Result<()> {
+/// Creates a row table: the target's `CREATE TABLE` under another name.
+pub(crate) fn create_rows_table(
+    conn: &Connection,
+    name: &str,
+    schema: &StreamSchema,
+) -> Result<()> {
+    let create = crate::schema::target_table(name, schema);
+    conn.execute(&create.to_string(SqliteQueryBuilder), [])
+        .db()?;
+    Ok(())
+}
+
+/// Moves the row table's rows into the staging table (as rows to validate) and drops it: from
+/// here on the run stages everything into its staging table. The counts stay as they are.
+pub(crate) fn demote(tx: &Transaction<'_>, row: &mut RunRow) -> Result<()> {
+    if !row.row_table {
+        return Ok(());
+    }
+    let schema = row.run.schema.clone();
+    let columns = || schema.columns().iter().map(|c| id(&c.name));
+    let mut insert_columns = vec![id(KIND), id(STATE)];
+    insert_columns.extend(columns());
+    // Keys are unique in the row table: the order the rows move in does not matter.
+    let select = Query::select()
+        .expr(Expr::val(sql::KIND_ROW))
+        .expr(Expr::val(sql::STAGED))
+        .columns(columns())
+        .from(id(&row.rows_table()))
+        .to_owned();
+    let insert = Query::insert()
+        .into_table(id(&row.table()))
+        .columns(insert_columns)
+        .select_from(select)
+        .map_err(|e| Error::internal("cannot build the demotion statement").with_source(e))?
+        .to_owned();
+    execute(tx, &insert)?;
     tx.execute(
         &Table::drop()
-            .table(id(&row.table()))
-            .if_exists()
+            .table(id(&row.rows_table()))
             .to_string(SqliteQueryBuilder),
         [],
     )
     .db()?;
+    let mark = Query::update()
+        .table(id(sql::RUNS))
+        .value(id("row_table"), 0)
+        .value(id("rows_unvalidated"), 0)
+        .and_where(Expr::col(id("id")).eq(row.rowid))
+        .to_owned();
+    execute(tx, &mark)?;
+    row.row_table = false;
+    row.rows_unvalidated = false;
+    Ok(())
+}
+
+/// Drops the run's staging tables and forgets the run.
+pub(crate) fn end(tx: &Transaction<'_>, row: &RunRow) -> Result<()> {
+    for table in [row.table(), row.rows_table()] {
+        tx.execute(
+            &Table::drop()
+                .table(id(&table))
+                .if_exists()
+                .to_string(SqliteQueryBuilder),
+            [],
+        )
+        .db()?;
+    }
     execute(
         tx,
         &Query::delete()

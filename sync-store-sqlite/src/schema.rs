@@ -15,7 +15,7 @@ use crate::run::count;
 use crate::sql::{self, column_def, execute, id};
 
 /// The newest schema version this library knows.
-pub(crate) const LATEST_VERSION: i64 = 5;
+pub(crate) const LATEST_VERSION: i64 = 6;
 
 fn text(name: &str) -> ColumnDef {
     let mut c = ColumnDef::new(id(name));
@@ -203,6 +203,22 @@ fn migration_5(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Version 6: staging runs may keep their rows in a row table shaped like the target
+/// (`row_table`), with a mark of rows staged there since the last validation. Open runs keep
+/// their single staging table.
+fn migration_6(tx: &Transaction<'_>) -> Result<()> {
+    for name in ["row_table", "rows_unvalidated"] {
+        let mut column = ColumnDef::new(id(name));
+        column.integer().not_null().default(0);
+        let alter = Table::alter()
+            .table(id(sql::RUNS))
+            .add_column(column)
+            .to_owned();
+        tx.execute(&alter.to_string(SqliteQueryBuilder), []).db()?;
+    }
+    Ok(())
+}
+
 /// Brings the database to [`LATEST_VERSION`], one migration per transaction, in order.
 /// A database written by a newer library is refused.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -242,6 +258,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
             3 => migration_3(&tx)?,
             4 => migration_4(&tx)?,
             5 => migration_5(&tx)?,
+            6 => migration_6(&tx)?,
             v => return Err(Error::internal(format!("no migration to version {v}"))),
         }
         execute(
@@ -291,6 +308,22 @@ pub(crate) fn target_schema(conn: &Connection, stream: &str) -> Result<Option<St
         })
     })
     .transpose()
+}
+
+/// The `CREATE TABLE` of a target of `schema` named `name`: its columns (NOT NULL where
+/// required) and its primary key. Staging runs create their row tables with it too.
+pub(crate) fn target_table(name: &str, schema: &StreamSchema) -> TableCreateStatement {
+    let mut create = Table::create();
+    create.table(id(name));
+    for c in schema.columns() {
+        create.col(column_def(c));
+    }
+    let mut pk = Index::create();
+    for &k in schema.primary_key() {
+        pk.col(id(&schema.columns()[k].name));
+    }
+    create.primary_key(&mut pk);
+    create
 }
 
 /// Names SQLite would confuse or the store reserves are rejected before any DDL.
@@ -353,16 +386,7 @@ pub(crate) fn ensure_stream(tx: &Transaction<'_>, schema: &StreamSchema) -> Resu
                 )
                 .with_context("stream", schema.name()));
             }
-            let mut create = Table::create();
-            create.table(id(schema.name()));
-            for c in schema.columns() {
-                create.col(column_def(c));
-            }
-            let mut pk = Index::create();
-            for &k in schema.primary_key() {
-                pk.col(id(&schema.columns()[k].name));
-            }
-            create.primary_key(&mut pk);
+            let create = target_table(schema.name(), schema);
             tx.execute(&create.to_string(SqliteQueryBuilder), []).db()?;
             store_schema(tx, schema)
         }

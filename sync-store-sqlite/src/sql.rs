@@ -109,6 +109,52 @@ pub(crate) fn timestamp_bytes(t: &DateTime<Utc>) -> Option<[u8; 27]> {
     Some(out)
 }
 
+/// The stored text of a decimal (as its `Display` writes it: the scale's digits after the
+/// point, `-` for a negative sign) into `out`, without allocating; returns its length.
+pub(crate) fn decimal_bytes(d: &rust_decimal::Decimal, out: &mut [u8; 64]) -> usize {
+    let scale = d.scale() as usize;
+    // Digits from the least significant; 29 at most, and at least `scale`.
+    let mut digits = [b'0'; 40];
+    let mut n = 0;
+    let mantissa = d.mantissa().unsigned_abs();
+    if let Ok(mut m) = u64::try_from(mantissa) {
+        while m > 0 {
+            digits[n] = b'0' + (m % 10) as u8;
+            m /= 10;
+            n += 1;
+        }
+    } else {
+        let mut m = mantissa;
+        while m > 0 {
+            digits[n] = b'0' + (m % 10) as u8;
+            m /= 10;
+            n += 1;
+        }
+    }
+    let n = n.max(scale);
+    let mut len = 0;
+    let mut put = |b: u8| {
+        out[len] = b;
+        len += 1;
+    };
+    if d.is_sign_negative() {
+        put(b'-');
+    }
+    if n == scale {
+        put(b'0');
+    }
+    for i in (scale..n).rev() {
+        put(digits[i]);
+    }
+    if scale > 0 {
+        put(b'.');
+        for i in (0..scale).rev() {
+            put(digits[i]);
+        }
+    }
+    len
+}
+
 /// The stored form of a value, borrowing text and bytes.
 pub(crate) fn to_sql(v: &Value) -> ToSqlOutput<'_> {
     use rusqlite::types::Value as Owned;
@@ -320,5 +366,44 @@ mod tests {
         assert_eq!(stored, "48160.62");
         assert_eq!(from_sql(&c, ValueRef::Text(stored.as_bytes())).unwrap(), v);
         assert!(from_sql(&c, ValueRef::Integer(3)).is_err());
+    }
+
+    #[test]
+    fn decimals_format_inline_as_display_does() {
+        use rust_decimal::Decimal;
+        let mut values: Vec<Decimal> = [
+            "0",
+            "0.00",
+            "-0.00",
+            "48160.62",
+            "-48160.62",
+            "0.05",
+            "-0.5",
+            "99999.99",
+            "1",
+            "10",
+            "100.000",
+            "0.0000000000000000000000000001",
+            "79228162514264337593543950335",
+            "-79228162514264337593543950335",
+            "7922816251426433759354395033.5",
+            "18446744073709551616",
+            "18446744073709551615.1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        values.push(Decimal::new(-0, 3));
+        let mut negative_zero = Decimal::new(0, 2);
+        negative_zero.set_sign_negative(true);
+        values.push(negative_zero);
+        for i in 0..2000i64 {
+            values.push(Decimal::new(i * 7919 - 5_000_000, (i % 12) as u32));
+        }
+        let mut buf = [0u8; 64];
+        for d in values {
+            let n = decimal_bytes(&d, &mut buf);
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), d.to_string());
+        }
     }
 }

@@ -14,7 +14,7 @@ use sync_core::stager::{QuarantinedRow, StagingRun, ValidationReport, Validation
 use sync_core::{Error, ErrorKind, Position, RecordBatch, Result, Row, StreamSchema, Value};
 
 use crate::error::SqliteResultExt;
-use crate::run::{ensure_key_index, this_run};
+use crate::run::{demote, ensure_key_index, this_run, RunRow};
 use crate::sql::{
     self, execute, id, KIND, KIND_DELETE, KIND_ROW, REASON, REJECTED, SEQ, STAGED, STATE,
 };
@@ -38,38 +38,28 @@ struct Inline {
     len: usize,
 }
 
-impl std::fmt::Write for Inline {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(std::fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 impl<'a> Cell<'a> {
     fn of(v: &'a Value) -> Self {
-        use std::fmt::Write;
-        let mut text = Inline {
+        let text = || Inline {
             buf: [0; 64],
             len: 0,
         };
-        let inline = match v {
-            Value::Timestamp(t) => sql::timestamp_bytes(t).is_some_and(|b| {
-                text.buf[..b.len()].copy_from_slice(&b);
-                text.len = b.len();
-                true
-            }),
-            Value::Decimal(d) => write!(text, "{d}").is_ok(),
-            _ => false,
-        };
-        if inline {
-            Cell::Text(text)
-        } else {
-            Cell::Value(v)
+        match v {
+            Value::Timestamp(t) => match sql::timestamp_bytes(t) {
+                Some(b) => {
+                    let mut t = text();
+                    t.buf[..b.len()].copy_from_slice(&b);
+                    t.len = b.len();
+                    Cell::Text(t)
+                }
+                None => Cell::Value(v),
+            },
+            Value::Decimal(d) => {
+                let mut t = text();
+                t.len = sql::decimal_bytes(d, &mut t.buf);
+                Cell::Text(t)
+            }
+            _ => Cell::Value(v),
         }
     }
 }
@@ -87,9 +77,9 @@ fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::new(ErrorKind::CorruptState, "stored staging run is malformed").with_source(e)
 }
 
-/// `INSERT INTO staging (kind, state, columns…) VALUES (?, …), …` for `rows` rows.
-fn insert_sql(table: &str, schema: &StreamSchema, rows: usize) -> String {
-    let mut cols = vec![id(KIND), id(STATE)];
+/// `INSERT INTO table (prefix…, columns…) VALUES (?, …), …` for `rows` rows.
+fn insert_sql(table: &str, prefix: &[&str], schema: &StreamSchema, rows: usize) -> String {
+    let mut cols: Vec<_> = prefix.iter().map(|c| id(c)).collect();
     cols.extend(schema.columns().iter().map(|c| id(&c.name)));
     let width = cols.len();
     let mut insert = Query::insert();
@@ -98,6 +88,50 @@ fn insert_sql(table: &str, schema: &StreamSchema, rows: usize) -> String {
         insert.values_panic((0..width).map(|_| Expr::val(0)));
     }
     insert.build_rusqlite(SqliteQueryBuilder).0
+}
+
+/// Inserts `rows` into `table`, each after the values of the `prefix` columns: whole chunks
+/// through one prepared multi-row statement, the rest one by one. On an error the rows before
+/// the failing statement stay inserted; the index of that statement's first row is returned
+/// with the error, and the statement itself changed nothing (SQLite rolls it back).
+fn insert_rows<'a>(
+    tx: &Transaction<'_>,
+    table: &str,
+    prefix: (&[&str], &'a [&'a Value]),
+    schema: &StreamSchema,
+    rows: &[&'a Row],
+) -> std::result::Result<(), (usize, Error)> {
+    let width = schema.columns().len() + prefix.0.len();
+    let per_insert = ROWS_PER_INSERT.min(MAX_PARAMS / width).max(1);
+    let split = if per_insert > 1 {
+        rows.len() - rows.len() % per_insert
+    } else {
+        0
+    };
+    let cells = |r: &&'a Row| prefix.1.iter().copied().chain(r.values());
+    if split > 0 {
+        let mut many = tx
+            .prepare_cached(&insert_sql(table, prefix.0, schema, per_insert))
+            .db()
+            .map_err(|e| (0, e))?;
+        for (i, chunk) in rows[..split].chunks(per_insert).enumerate() {
+            let values = chunk.iter().flat_map(cells).map(Cell::of);
+            many.execute(rusqlite::params_from_iter(values))
+                .db()
+                .map_err(|e| (i * per_insert, e))?;
+        }
+    }
+    let mut one = tx
+        .prepare_cached(&insert_sql(table, prefix.0, schema, 1))
+        .db()
+        .map_err(|e| (split, e))?;
+    for (i, r) in rows[split..].iter().enumerate() {
+        let values = cells(r).map(Cell::of);
+        one.execute(rusqlite::params_from_iter(values))
+            .db()
+            .map_err(|e| (split + i, e))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn stage(
@@ -117,43 +151,55 @@ pub(crate) fn stage(
                 .with_context("sync", &run.sync),
         );
     }
-    let table = row.table();
-    let width = schema.columns().len() + 2;
-    let per_insert = ROWS_PER_INSERT.min(MAX_PARAMS / width).max(1);
-    let (kind_row, staged) = (Value::Integer(KIND_ROW), Value::Integer(STAGED));
     let rows = batch.rows();
-    // Whole chunks through the multi-row statement, the rest (and the deletes) one by one.
-    let split = if per_insert > 1 {
-        rows.len() - rows.len() % per_insert
-    } else {
-        0
-    };
-    if split > 0 {
-        let mut many = tx
-            .prepare_cached(&insert_sql(&table, &schema, per_insert))
-            .db()?;
-        for chunk in rows[..split].chunks(per_insert) {
-            let cells = chunk
-                .iter()
-                .flat_map(|r| [&kind_row, &staged].into_iter().chain(r.values()))
-                .map(Cell::of);
-            many.execute(rusqlite::params_from_iter(cells)).db()?;
-        }
-    }
-    let mut one = tx.prepare_cached(&insert_sql(&table, &schema, 1)).db()?;
-    for r in &rows[split..] {
-        let cells = [&kind_row, &staged]
-            .into_iter()
-            .chain(r.values())
-            .map(Cell::of);
-        one.execute(rusqlite::params_from_iter(cells)).db()?;
-    }
     for r in rows {
         row.counts.note_nulls(r.values());
     }
+    // Rows with every required value go to the row table while the run has one; the others
+    // to the staging table, where validation sets them aside.
+    let required: Vec<usize> = schema.required().collect();
+    let complete = |r: &&Row| required.iter().all(|&c| !r.get(c).is_null());
+    let (mut classic, mut clean): (Vec<&Row>, Vec<&Row>) = (Vec::new(), Vec::new());
+    if row.row_table {
+        for r in rows {
+            if complete(&r) {
+                clean.push(r);
+            } else {
+                classic.push(r);
+            }
+        }
+        if !clean.is_empty() {
+            row.rows_unvalidated = true;
+        }
+        if let Err((at, e)) = insert_rows(tx, &row.rows_table(), (&[], &[]), &schema, &clean) {
+            if e.kind() != ErrorKind::Conflict {
+                return Err(e);
+            }
+            // A key staged before: the row table cannot hold both. Everything moves to the
+            // staging table, which keeps both and lets validation pick the newest.
+            demote(tx, &mut row)?;
+            classic.extend_from_slice(&clean[at..]);
+        }
+    } else {
+        classic.extend(rows);
+    }
+    let table = row.table();
+    let row_prefix = [Value::Integer(KIND_ROW), Value::Integer(STAGED)];
+    let prefix = [KIND, STATE];
+    insert_rows(
+        tx,
+        &table,
+        (&prefix, &[&row_prefix[0], &row_prefix[1]]),
+        &schema,
+        &classic,
+    )
+    .map_err(|(_, e)| e)?;
     let kind_delete = Value::Integer(KIND_DELETE);
+    let mut one = tx
+        .prepare_cached(&insert_sql(&table, &prefix, &schema, 1))
+        .db()?;
     for key in batch.deletes() {
-        let mut values: Vec<&Value> = vec![&kind_delete, &staged];
+        let mut values: Vec<&Value> = vec![&kind_delete, &row_prefix[1]];
         for i in 0..schema.columns().len() {
             let part = schema.primary_key().iter().position(|&k| k == i);
             values.push(part.and_then(|p| key.0.get(p)).unwrap_or(&Value::Null));
@@ -164,7 +210,9 @@ pub(crate) fn stage(
     row.counts.rows += rows.len() as u64;
     row.counts.deletes += batch.deletes().len() as u64;
     let mut update = row.counts.update(row.rowid)?;
-    update.value(id("progress"), serde_json::to_string(&batch.delta().to)?);
+    update
+        .value(id("progress"), serde_json::to_string(&batch.delta().to)?)
+        .value(id("rows_unvalidated"), row.rows_unvalidated);
     execute(tx, &update)?;
     Ok(batch.delta().to.clone())
 }
@@ -286,6 +334,15 @@ pub(crate) fn validate(
 ) -> Result<ValidationReport> {
     let mut row = this_run(tx, run)?;
     let (schema, table) = (row.run.schema.clone(), row.table());
+    // The row table holds rows with every required value, one per key: nothing to check there
+    // unless the rules ask for more, which the staging table does.
+    let may_be_null = |c: &usize| {
+        let nulls = row.counts.nulls.as_ref();
+        schema.columns()[*c].nullable && nulls.map_or(true, |n| n.contains(c))
+    };
+    if !rules.rules.is_empty() || rules.require.iter().any(may_be_null) {
+        demote(tx, &mut row)?;
+    }
     let fresh = || Expr::col(id(SEQ)).gt(row.validated_seq);
     let missing = |c: usize| format!("missing required field {:?}", schema.columns()[c].name);
     let mut required: Vec<(usize, String)> = schema.required().map(|c| (c, missing(c))).collect();
@@ -349,7 +406,8 @@ pub(crate) fn validate(
     row.counts.rejected += quarantined;
     row.counts.nulls = Some(Vec::new());
     let mut mark = row.counts.update(row.rowid)?;
-    mark.value(id("validated_seq"), high);
+    mark.value(id("validated_seq"), high)
+        .value(id("rows_unvalidated"), false);
     execute(tx, &mark)?;
     Ok(ValidationReport {
         valid: row.counts.live(),
@@ -359,7 +417,10 @@ pub(crate) fn validate(
 }
 
 /// True when rows were staged after the last validation.
-pub(crate) fn has_unvalidated(conn: &Connection, row: &crate::run::RunRow) -> Result<bool> {
+pub(crate) fn has_unvalidated(conn: &Connection, row: &RunRow) -> Result<bool> {
+    if row.rows_unvalidated {
+        return Ok(true);
+    }
     let q = Query::select()
         .from(id(&row.table()))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))

@@ -102,6 +102,8 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
         "deletes_staged",
         "rows_rejected",
         "null_columns",
+        "row_table",
+        "rows_unvalidated",
     ] {
         conn.execute(
             &format!("ALTER TABLE \"_sync_runs\" DROP COLUMN \"{column}\""),
@@ -136,22 +138,23 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
     let added: i64 = conn
         .query_row(
             "SELECT count(*) FROM pragma_table_info('_sync_runs') WHERE name IN \
-             ('validated_seq', 'fence', 'rows_staged', 'deletes_staged', 'rows_rejected', 'null_columns')",
+             ('validated_seq', 'fence', 'rows_staged', 'deletes_staged', 'rows_rejected', \
+             'null_columns', 'row_table', 'rows_unvalidated')",
             [],
             |r| r.get(0),
         )
         .unwrap();
     assert_eq!(
         (version, indexes, added),
-        (5, 3, 6),
-        "migrations 2 to 5 ran"
+        (6, 3, 8),
+        "migrations 2 to 6 ran"
     );
 }
 
-/// A run staged by a version-4 library (no counts in `_sync_runs`, no key index on its
-/// staging table) resumes after the migration: the counts are filled in from its staging
-/// table, validation still finds its missing required values, and the promotion applies its
-/// rows, deletes and quarantine.
+/// A run staged by a version-4 library (no counts in `_sync_runs`, no key index and no row
+/// table) resumes after the migrations: the counts are filled in from its staging table,
+/// validation still finds its missing required values, and the promotion applies its rows,
+/// deletes and quarantine.
 #[tokio::test]
 async fn a_run_staged_before_the_counts_resumes_after_the_migration() {
     let path = db_path();
@@ -188,7 +191,14 @@ async fn a_run_staged_before_the_counts_resumes_after_the_migration() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP INDEX \"_sync_stage_1_keys\";
+        "INSERT INTO \"_sync_stage_1\" (\"__sync_kind\", \"__sync_state\", \"id\", \"version\",
+             \"updated\", \"deleted\", \"body\")
+             SELECT 0, 0, \"id\", \"version\", \"updated\", \"deleted\", \"body\"
+             FROM \"_sync_stage_1_rows\";
+         DROP TABLE \"_sync_stage_1_rows\";
+         ALTER TABLE \"_sync_runs\" DROP COLUMN \"row_table\";
+         ALTER TABLE \"_sync_runs\" DROP COLUMN \"rows_unvalidated\";
+         DROP INDEX \"_sync_stage_1_keys\";
          ALTER TABLE \"_sync_runs\" DROP COLUMN \"rows_staged\";
          ALTER TABLE \"_sync_runs\" DROP COLUMN \"deletes_staged\";
          ALTER TABLE \"_sync_runs\" DROP COLUMN \"rows_rejected\";
