@@ -162,33 +162,32 @@ impl Pipeline {
     /// one client; a stream with its own gets its own.
     pub fn new(config: PipelineConfig) -> Result<Self> {
         config.validate()?;
-        let mut shared = HttpClient::new(config.http.clone())?;
-        if let Some(auth) = &config.auth {
-            shared = shared.with_auth(auth.clone());
-        }
-        if let Some(limit) = &config.rate_limit {
-            shared = shared.with_rate_limit(*limit)?;
-        }
+        // One client (pool, token cache, rate limiter) per credential.
+        let client = |auth: Option<&Auth>, limit: Option<&RateLimit>| -> Result<HttpClient> {
+            let mut c = HttpClient::new(config.http.clone())?;
+            if let Some(auth) = auth {
+                c = c.with_auth(auth.clone());
+            }
+            match limit {
+                Some(limit) => c.with_rate_limit(*limit),
+                None => Ok(c),
+            }
+        };
+        let shared = client(config.auth.as_ref(), config.rate_limit.as_ref())?;
         let mut streams = Vec::with_capacity(config.streams.len());
         for s in &config.streams {
+            let auth = s.auth.as_ref().or(config.auth.as_ref());
             let client = if s.auth.is_none() && s.rate_limit.is_none() {
                 shared.clone()
             } else {
-                let mut own = HttpClient::new(config.http.clone())?;
-                if let Some(auth) = s.auth.as_ref().or(config.auth.as_ref()) {
-                    own = own.with_auth(auth.clone());
-                }
-                if let Some(limit) = s.rate_limit.as_ref().or(config.rate_limit.as_ref()) {
-                    own = own.with_rate_limit(*limit)?;
-                }
-                own
+                client(auth, s.rate_limit.as_ref().or(config.rate_limit.as_ref()))?
             };
             let mut source = RestSource::new(s.clone(), client)?;
             if let Some(Auth::ApiKey {
                 name,
                 location: crate::http::ApiKeyLocation::Query,
                 ..
-            }) = s.auth.as_ref().or(config.auth.as_ref())
+            }) = auth
             {
                 source = source.with_secret_query_param(name.clone());
             }
