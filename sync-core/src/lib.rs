@@ -37,6 +37,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod fault;
+pub mod jobs;
 pub mod memory;
 pub mod position;
 pub mod progress;
@@ -47,6 +48,7 @@ pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod stager;
+pub mod stop;
 pub mod strategy;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -70,6 +72,7 @@ pub use stager::{
     PromoteMode, PromoteReport, QuarantinedRow, ReplaceScope, RowRule, Stager, StagingRun,
     ValidationReport, ValidationRules,
 };
+pub use stop::StopSignal;
 pub use strategy::{
     FullConfig, FullStrategy, IncrementalConfig, IncrementalStrategy, OffsetConfig, OffsetStrategy,
     RunReport, SequenceWindowConfig, SequenceWindowStrategy, Strategy, StrategyKind, SyncContext,
@@ -77,7 +80,7 @@ pub use strategy::{
 pub use value::Value;
 
 /// Compile-time proof that the traits stay dyn-compatible (`Box<dyn Source>` works).
-#[allow(dead_code)]
+#[allow(dead_code, clippy::too_many_arguments)]
 fn _assert_dyn_compatible(
     _: &dyn Source,
     _: &dyn Stager,
@@ -85,6 +88,8 @@ fn _assert_dyn_compatible(
     _: &dyn Sink,
     _: &dyn ChangeQueue,
     _: &dyn Strategy,
+    _: &dyn jobs::JobQueue,
+    _: &dyn jobs::JobRunner,
 ) {
 }
 

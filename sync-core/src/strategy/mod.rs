@@ -32,6 +32,7 @@ use crate::source::Source;
 use crate::stager::{
     PromoteMode, PromoteReport, Stager, StagingRun, ValidationReport, ValidationRules,
 };
+use crate::stop::StopSignal;
 
 pub use full::{FullConfig, FullStrategy};
 pub use incremental::{IncrementalConfig, IncrementalStrategy, MissingCursorPolicy};
@@ -89,6 +90,8 @@ pub struct SyncContext {
     pub limits: RunLimits,
     /// Progress events.
     pub progress: Progress,
+    /// A graceful-stop request: the run stops after the page in flight is promoted.
+    pub stop: StopSignal,
 }
 
 impl SyncContext {
@@ -109,6 +112,7 @@ impl SyncContext {
             retry: RetryPolicy::default(),
             limits: RunLimits::default(),
             progress: Progress::none(),
+            stop: StopSignal::new(),
         }
     }
 
@@ -141,6 +145,12 @@ impl SyncContext {
         self.progress = progress;
         self
     }
+
+    /// Sets the stop signal a job runtime raises to stop the run gracefully.
+    pub fn with_stop(mut self, stop: StopSignal) -> Self {
+        self.stop = stop;
+        self
+    }
 }
 
 /// What a run did.
@@ -160,8 +170,11 @@ pub struct RunReport {
     pub windows: u64,
     /// The checkpoint position at the end.
     pub position: Option<Position>,
-    /// False when a limit stopped the run before the end of the source (resumes next run).
+    /// False when a limit or a stop request ended the run before the end of the source
+    /// (it resumes next run).
     pub complete: bool,
+    /// True when the run ended early because its [`StopSignal`] was raised.
+    pub stopped: bool,
 }
 
 /// A strategy: one resumable run at a time per sync.
@@ -285,9 +298,10 @@ impl RunState {
             .map_or(Position::Start, |s| s.state.position.clone())
     }
 
-    /// True once `max_pages` pages were fetched.
+    /// True once `max_pages` pages were fetched or a stop was requested: the run ends after
+    /// the page in flight is promoted.
     pub(crate) fn page_limit_reached(&self, ctx: &SyncContext) -> bool {
-        ctx.limits.max_pages.is_some_and(|m| self.report.pages >= m)
+        ctx.stop.is_stopped() || ctx.limits.max_pages.is_some_and(|m| self.report.pages >= m)
     }
 
     /// Counts a page of `rows` new records in the report and the progress events.
@@ -414,6 +428,7 @@ impl RunState {
     /// Logs the end of the run and returns the report.
     pub(crate) async fn finish(mut self, ctx: &SyncContext, complete: bool) -> Result<RunReport> {
         self.report.complete = complete;
+        self.report.stopped = !complete && ctx.stop.is_stopped();
         let msg = format!(
             "read {} rows in {} pages, wrote {}, rejected {}, {} windows in {} ms{}",
             self.report.rows_read,
@@ -422,10 +437,10 @@ impl RunState {
             self.report.rows_rejected,
             self.report.windows,
             self.started.elapsed().as_millis(),
-            if complete {
-                ""
-            } else {
-                "; stopped at a limit, resumes next run"
+            match (complete, self.report.stopped) {
+                (true, _) => "",
+                (false, true) => "; stopped on request, resumes next run",
+                (false, false) => "; stopped at a limit, resumes next run",
             }
         );
         ctx.checkpoints

@@ -10,6 +10,7 @@
 
 pub mod conformance;
 pub mod crash;
+pub mod jobs;
 pub mod model;
 
 use std::sync::Arc;
