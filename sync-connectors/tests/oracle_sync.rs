@@ -23,6 +23,7 @@ fn incremental() -> StrategySpec {
         lookback: 0,
         settle_lag: 120_000,
         missing_cursor: Default::default(),
+        pages_per_window: 1,
     }
 }
 

@@ -118,6 +118,7 @@ fn incremental() -> StrategySpec {
         lookback: 0,
         settle_lag: 0,
         missing_cursor: Default::default(),
+        pages_per_window: 2,
     }
 }
 

@@ -344,3 +344,48 @@ async fn a_record_without_a_cursor_on_a_later_page_is_quarantined_not_dropped() 
     let q = store.quarantined("test/sync").await.unwrap();
     assert_eq!((q.len(), q[0].reason.as_str()), (1, "missing cursor value"));
 }
+
+#[tokio::test]
+async fn pages_per_window_promotes_every_n_pages_and_on_a_stop() {
+    let schema = items_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    for i in 0..20 {
+        put(&source, &format!("k{i:02}"), 1, Some(i));
+    }
+    hwm(&source, "t", 20);
+    let windowed = |n| {
+        IncrementalStrategy::new(IncrementalConfig {
+            page_size: 2,
+            pages_per_window: n,
+            ..IncrementalConfig::new("t")
+        })
+        .unwrap()
+    };
+    // A stop raised before the run: nothing is read, the run says it stopped.
+    let stop = sync_core::StopSignal::new();
+    stop.stop();
+    let stopped = windowed(4).run(&ctx.clone().with_stop(stop)).await.unwrap();
+    assert_eq!((stopped.pages, stopped.windows), (0, 0));
+    assert!(stopped.stopped && !stopped.complete);
+    // A page limit (the stop's code path) promotes the pages staged so far at once.
+    let limited = ctx.clone().with_limits(sync_core::RunLimits {
+        max_pages: Some(2),
+        ..Default::default()
+    });
+    let first = windowed(4).run(&limited).await.unwrap();
+    assert_eq!((first.pages, first.windows, first.rows_written), (2, 1, 4));
+    assert!(!first.complete && !first.stopped);
+    let report = windowed(4).run(&ctx).await.unwrap();
+    // The rest: the boundary record is read again (and skipped), so 17 records take 9 pages,
+    // promoted in windows of 4, 4 and 1 pages.
+    assert_eq!((report.rows_written, report.windows), (16, 3));
+    let ledger = store.ledger("test/sync").await.unwrap();
+    let reads: Vec<u64> = ledger.iter().map(|e| e.rows_read).collect();
+    assert_eq!(reads, [4, 8, 8, 1]);
+    assert_eq!(store.target_rows("t").len(), 20);
+    let zero = IncrementalStrategy::new(IncrementalConfig {
+        pages_per_window: 0,
+        ..IncrementalConfig::new("t")
+    });
+    assert_eq!(zero.unwrap_err().kind(), ErrorKind::Config);
+}

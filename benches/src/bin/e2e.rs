@@ -23,6 +23,10 @@ use sync_connectors::rest::{RestSource, StrategySpec};
 use sync_core::{Checkpoint, Stager, SyncContext};
 use sync_examples::demo_api::{items_stream, DemoApi};
 
+/// Pages per promotion of the incremental phase (as `examples/pipelines/bench.toml`): one
+/// durable commit with its checkpoint per 10 pages.
+const PAGES_PER_WINDOW: u32 = 10;
+
 fn arg(name: &str) -> Option<String> {
     let flag = format!("--{name}");
     let args: Vec<String> = std::env::args().collect();
@@ -85,7 +89,12 @@ async fn child(
             window_days: None,
             delete_missing: true,
         },
-        _ => StrategySpec::default(),
+        _ => StrategySpec::Incremental {
+            lookback: 0,
+            settle_lag: 0,
+            missing_cursor: Default::default(),
+            pages_per_window: PAGES_PER_WINDOW,
+        },
     };
     let strategy = stream.strategy.build("items", page_size)?;
     let source = Arc::new(RestSource::new(

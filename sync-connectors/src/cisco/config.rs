@@ -240,6 +240,7 @@ impl CiscoConfig {
             lookback: self.lookback_ms,
             settle_lag: self.settle_lag_ms,
             missing_cursor: MissingCursorPolicy::Fail,
+            pages_per_window: 1,
         }
         .build(&self.stream, self.page_size)
     }

@@ -112,6 +112,7 @@ fn default_strategy() -> StrategySpec {
         lookback: 0,
         settle_lag: 120_000,
         missing_cursor: Default::default(),
+        pages_per_window: 1,
     }
 }
 fn default_http() -> HttpConfig {

@@ -191,6 +191,10 @@ pub enum StrategySpec {
         /// What to do with a record without a cursor value.
         #[serde(default)]
         missing_cursor: sync_core::strategy::MissingCursorPolicy,
+        /// Pages staged per promotion (one durable commit each); see
+        /// [`IncrementalConfig::pages_per_window`](sync_core::IncrementalConfig::pages_per_window).
+        #[serde(default = "one")]
+        pages_per_window: u32,
     },
     /// A persisted offset over a stable order.
     Offset {
@@ -206,8 +210,13 @@ impl Default for StrategySpec {
             lookback: 0,
             settle_lag: 0,
             missing_cursor: Default::default(),
+            pages_per_window: 1,
         }
     }
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl StrategySpec {
@@ -227,11 +236,13 @@ impl StrategySpec {
                 lookback,
                 settle_lag,
                 missing_cursor,
+                pages_per_window,
             } => Box::new(sync_core::IncrementalStrategy::new(IncrementalConfig {
                 page_size,
                 lookback: *lookback,
                 settle_lag: *settle_lag,
                 missing_cursor: *missing_cursor,
+                pages_per_window: *pages_per_window,
                 ..IncrementalConfig::new(stream)
             })?),
             StrategySpec::Offset { drift } => {

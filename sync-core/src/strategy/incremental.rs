@@ -62,10 +62,20 @@ pub struct IncrementalConfig {
     /// Records without a cursor value.
     #[serde(default)]
     pub missing_cursor: MissingCursorPolicy,
+    /// Pages staged per promotion of a source ordered by (cursor, key): each promotion is one
+    /// durable commit with its checkpoint and ledger row, so more pages per window means
+    /// fewer commits (and a crash re-reads at most this many pages). The last page, a page
+    /// limit and a stop request promote at once.
+    #[serde(default = "default_pages_per_window")]
+    pub pages_per_window: u32,
 }
 
 fn default_page_size() -> u32 {
     1000
+}
+
+fn default_pages_per_window() -> u32 {
+    1
 }
 
 impl IncrementalConfig {
@@ -77,6 +87,7 @@ impl IncrementalConfig {
             lookback: 0,
             settle_lag: 0,
             missing_cursor: MissingCursorPolicy::default(),
+            pages_per_window: default_pages_per_window(),
         }
     }
 }
@@ -106,9 +117,13 @@ struct UnorderedFill {
 impl IncrementalStrategy {
     /// An incremental strategy; fails on a zero page size or negative lookback or lag.
     pub fn new(config: IncrementalConfig) -> Result<Self> {
-        if config.page_size == 0 || config.lookback < 0 || config.settle_lag < 0 {
+        if config.page_size == 0
+            || config.pages_per_window == 0
+            || config.lookback < 0
+            || config.settle_lag < 0
+        {
             return Err(Error::config(
-                "page_size must be positive and lookback and settle_lag not negative",
+                "page_size and pages_per_window must be positive and lookback and settle_lag not negative",
             ));
         }
         Ok(IncrementalStrategy { config })
@@ -240,7 +255,8 @@ impl IncrementalStrategy {
         }
     }
 
-    /// Ordered by (cursor, key): promote and checkpoint after every page. The next request is
+    /// Ordered by (cursor, key): promote and checkpoint after every `pages_per_window` pages
+    /// (and the last one). The next request is
     /// anchored on the last record seen (keyset `After` when the source serves it, else the
     /// cursor value with already-seen ties skipped), never on an offset that records moving
     /// to the end would shift; only inside a run of ties longer than a page does it follow the
@@ -276,9 +292,17 @@ impl IncrementalStrategy {
         let fetcher = st.fetcher(ctx);
         // The page of the next request, fetched while the page before it was promoted.
         let mut ahead: Option<Page> = None;
+        // The window being staged: its start position, pages, records read and start time.
+        let per_window = self.config.pages_per_window.max(1);
+        let mut promoted = pos.clone();
+        let (mut window_pages, mut window_read) = (0u32, 0u64);
+        let mut window_started = Instant::now();
         loop {
-            // The window's duration in its ledger row: from taking its page to its commit.
-            let window_started = Instant::now();
+            if window_pages == 0 {
+                // The window's duration in its ledger row: from taking its first page to its
+                // commit.
+                window_started = Instant::now();
+            }
             let page = match ahead.take() {
                 Some(page) => page,
                 None => {
@@ -346,24 +370,48 @@ impl IncrementalStrategy {
                     selector = next;
                 }
             }
-            // Fetch the next page while this one is staged and promoted, unless this is the
-            // last page or the page limit stops the run first.
-            let prefetch = (!last_page && !st.page_limit_reached(ctx))
+            // Fetch the next page while this one is staged (and promoted), unless this is the
+            // last page or the page limit stops the run first. A run that stops promotes what
+            // it staged first, so it never returns with a window half-committed.
+            let stopping = st.page_limit_reached(ctx);
+            let prefetch = (!last_page && !stopping)
                 .then(|| fetcher.fetch_owned(request(&selector, &request_since)));
-            let fetched = if !rows.is_empty() || new_pos != pos {
-                rows_staged += rows.len() as u64;
-                let staged_delta = CheckpointDelta {
-                    from: staged_at.clone(),
-                    to: new_pos.clone(),
+            window_pages += 1;
+            window_read += read;
+            let promote_now = last_page || stopping || window_pages >= per_window;
+            let stage_page = !rows.is_empty() || new_pos != pos;
+            let fetched = if stage_page || (promote_now && promoted != pos) {
+                let batch = if stage_page {
+                    rows_staged += rows.len() as u64;
+                    let staged_delta = CheckpointDelta {
+                        from: staged_at.clone(),
+                        to: new_pos.clone(),
+                    };
+                    Some(RecordBatch::new(schema.clone(), rows, staged_delta)?)
+                } else {
+                    None
                 };
-                let batch = RecordBatch::new(schema.clone(), rows, staged_delta)?;
-                let delta = CheckpointDelta::new(pos.clone(), new_pos.clone())?;
+                let delta = CheckpointDelta::new(promoted.clone(), new_pos.clone())?;
                 let window = async {
-                    staged_at = ctx.stager.stage(run, batch).await?;
-                    ctx.progress.emit(ProgressEvent::Staged { rows_staged });
-                    self.promote(ctx, st, run, rules, delta, read, window_started, false)
+                    if let Some(batch) = batch {
+                        staged_at = ctx.stager.stage(run, batch).await?;
+                        ctx.progress.emit(ProgressEvent::Staged { rows_staged });
+                    }
+                    if promote_now {
+                        self.promote(
+                            ctx,
+                            st,
+                            run,
+                            rules,
+                            delta,
+                            window_read,
+                            window_started,
+                            false,
+                        )
                         .instrument(tracing::info_span!("batch", high = %new_pos))
-                        .await
+                        .await?;
+                    }
+                    Ok(())
                 };
                 let ((), fetched) = while_fetching(window, prefetch).await?;
                 pos = new_pos;
@@ -371,6 +419,10 @@ impl IncrementalStrategy {
             } else {
                 OptionFuture::from(prefetch).await
             };
+            if promote_now {
+                promoted = pos.clone();
+                (window_pages, window_read) = (0, 0);
+            }
             if last_page {
                 break;
             }

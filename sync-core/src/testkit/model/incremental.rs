@@ -77,6 +77,8 @@ pub struct IncrementalCase {
     pub keyset: bool,
     /// Whether the source declares no order (the run is one window).
     pub unordered: bool,
+    /// Pages per promotion of an ordered source.
+    pub pages_per_window: u32,
     /// The steps.
     pub ops: Vec<IncrementalOp>,
 }
@@ -104,14 +106,16 @@ pub fn ops() -> impl Strategy<Value = IncrementalCase> {
         prop_oneof![Just(0i64), Just(2i64)],
         any::<bool>(),
         any::<bool>(),
+        1u32..4,
         proptest::collection::vec(op, 1..40),
     )
         .prop_map(
-            |(settle_lag, lookback, keyset, unordered, ops)| IncrementalCase {
+            |(settle_lag, lookback, keyset, unordered, pages_per_window, ops)| IncrementalCase {
                 settle_lag,
                 lookback,
                 keyset,
                 unordered,
+                pages_per_window,
                 ops,
             },
         )
@@ -149,6 +153,7 @@ where
             page_size,
             lookback: case.lookback,
             settle_lag: case.settle_lag,
+            pages_per_window: case.pages_per_window,
             ..IncrementalConfig::new("inc_items")
         };
         let (mut now, mut mono) = (0i64, Monotone::default());
