@@ -15,60 +15,15 @@ use sync_core::jobs::{
     SyncJobs, Trigger, Worker, WorkerConfig,
 };
 use sync_core::memory::{MemoryJobQueue, MemorySource, MemoryStore};
-use sync_core::testkit::{ids, items_schema};
+use sync_core::testkit::{ids, items_schema, GatedSource};
 use sync_core::{
-    Error, ErrorKind, IncrementalConfig, IncrementalStrategy, Page, PageRequest, Result,
-    RetryPolicy, RunReport, Source, SourceCapabilities, StopSignal, Strategy, StrategyKind,
-    StreamSchema, SyncContext, Value,
+    Error, ErrorKind, IncrementalConfig, IncrementalStrategy, Result, RetryPolicy, RunReport,
+    Source, StopSignal, Strategy, StrategyKind, SyncContext,
 };
 use tokio::sync::Notify;
 
 const ITEMS: usize = 50;
 const PAGE: u32 = 10;
-
-/// A memory source that, once, holds the second page request until released, announcing
-/// that it was reached.
-#[derive(Debug)]
-struct GatedSource {
-    inner: Arc<MemorySource>,
-    calls: AtomicUsize,
-    reached: Notify,
-    release: Notify,
-}
-
-impl GatedSource {
-    fn over(inner: Arc<MemorySource>) -> Arc<Self> {
-        Arc::new(GatedSource {
-            inner,
-            calls: AtomicUsize::new(0),
-            reached: Notify::new(),
-            release: Notify::new(),
-        })
-    }
-}
-
-#[async_trait]
-impl Source for GatedSource {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> SourceCapabilities {
-        self.inner.capabilities()
-    }
-    fn schema(&self, stream: &str) -> Result<Arc<StreamSchema>> {
-        self.inner.schema(stream)
-    }
-    async fn fetch_page(&self, request: &PageRequest) -> Result<Page> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) == 1 {
-            self.reached.notify_one();
-            self.release.notified().await;
-        }
-        self.inner.fetch_page(request).await
-    }
-    async fn high_watermark(&self, stream: &str) -> Result<Option<Vec<Value>>> {
-        self.inner.high_watermark(stream).await
-    }
-}
 
 /// Runs each job as an incremental sync of the `items` stream into one memory store, and
 /// records every run's result.
@@ -200,11 +155,11 @@ async fn a_stop_request_commits_the_batch_in_flight_and_the_next_job_resumes() {
         async move { worker.run_one().await }
     });
     // The first page is promoted; the run waits for its second page.
-    gated.reached.notified().await;
+    gated.reached().await;
     assert_eq!(jobs.stop(&JobScope::provider("acme")).await.unwrap(), 1);
     // The next heartbeat delivers the stop to the run; then the page in flight arrives.
     the_runner.stop_seen.notified().await;
-    gated.release.notify_one();
+    gated.release();
     let stopped = running.await.unwrap().unwrap().unwrap();
     assert_eq!(stopped.status, JobStatus::Cancelled);
     let summary = stopped.summary.unwrap();
@@ -239,7 +194,7 @@ async fn a_worker_that_lost_its_lease_is_fenced_and_the_rescuer_completes_the_jo
         let old = old.clone();
         async move { old.run_one().await }
     });
-    gated.reached.notified().await;
+    gated.reached().await;
     // The old worker hangs past its lease; a sweep rescues the job and the new worker runs it.
     queue.advance(Duration::from_secs(31));
     let sweep = new.sweep().await.unwrap();
@@ -251,7 +206,7 @@ async fn a_worker_that_lost_its_lease_is_fenced_and_the_rescuer_completes_the_jo
     );
     assert_eq!(done.attempts, 2);
     // The old worker wakes up: its promotion is rejected, and it reports nothing.
-    gated.release.notify_one();
+    gated.release();
     let returned = stuck.await.unwrap().unwrap().unwrap();
     assert_eq!(
         returned.status,

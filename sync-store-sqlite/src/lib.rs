@@ -27,12 +27,16 @@
 //!   spill to temporary files;
 //! - WAL checkpoints on a thread and connection of their own, so no commit waits for one;
 //! - a busy timeout and retries of transactions that meet BUSY or LOCKED;
-//! - every call on tokio's blocking pool, never on a runtime worker thread.
+//! - every call on tokio's blocking pool, never on a runtime worker thread;
+//! - the job queue of `sync-core` ([`SqliteJobQueue`], from [`SqliteStore::job_queue`]) in
+//!   the same file: integrations, jobs, idempotency keys and pauses, claimed by the single
+//!   writer so two workers never get the same job.
 
 mod checkpoint;
 mod chunk;
 mod config;
 mod error;
+mod jobs;
 mod promote;
 mod queue;
 mod run;
@@ -56,6 +60,7 @@ use sync_core::{
 };
 
 pub use config::{Durability, SqliteConfig};
+pub use jobs::SqliteJobQueue;
 use store::Commit;
 pub use store::SqliteStore;
 

@@ -15,21 +15,21 @@ use crate::run::count;
 use crate::sql::{self, column_def, execute, id};
 
 /// The newest schema version this library knows.
-pub(crate) const LATEST_VERSION: i64 = 6;
+pub(crate) const LATEST_VERSION: i64 = 7;
 
-fn text(name: &str) -> ColumnDef {
+pub(crate) fn text(name: &str) -> ColumnDef {
     let mut c = ColumnDef::new(id(name));
     c.text().not_null();
     c
 }
 
-fn integer(name: &str) -> ColumnDef {
+pub(crate) fn integer(name: &str) -> ColumnDef {
     let mut c = ColumnDef::new(id(name));
     c.integer().not_null();
     c
 }
 
-fn serial(name: &str) -> ColumnDef {
+pub(crate) fn serial(name: &str) -> ColumnDef {
     let mut c = ColumnDef::new(id(name));
     c.integer().not_null().primary_key().auto_increment();
     c
@@ -259,6 +259,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
             4 => migration_4(&tx)?,
             5 => migration_5(&tx)?,
             6 => migration_6(&tx)?,
+            7 => crate::jobs::migration_7(&tx)?,
             v => return Err(Error::internal(format!("no migration to version {v}"))),
         }
         execute(

@@ -246,24 +246,35 @@ pub(crate) fn query_i64<S: RusqliteBinder>(conn: &Connection, stmt: &S) -> Resul
     Ok(v.flatten())
 }
 
+/// Runs a built select, reading each result row with `read`.
+pub(crate) fn query_map<S: RusqliteBinder, T>(
+    conn: &Connection,
+    stmt: &S,
+    mut read: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let (sql, values) = stmt.build_rusqlite(SqliteQueryBuilder);
+    let mut prepared = conn.prepare(&sql).db()?;
+    let mut rows = prepared.query(&*values.as_params()).db()?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().db()? {
+        out.push(read(r)?);
+    }
+    Ok(out)
+}
+
 /// Reads rows of `schema` from the result of a built select of its columns in order.
 pub(crate) fn query_rows<S: RusqliteBinder>(
     conn: &Connection,
     stmt: &S,
     schema: &StreamSchema,
 ) -> Result<Vec<Row>> {
-    let (sql, values) = stmt.build_rusqlite(SqliteQueryBuilder);
-    let mut prepared = conn.prepare(&sql).db()?;
-    let mut rows = prepared.query(&*values.as_params()).db()?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().db()? {
+    query_map(conn, stmt, |r| {
         let mut cells = Vec::with_capacity(schema.columns().len());
         for (i, c) in schema.columns().iter().enumerate() {
             cells.push(from_sql(c, r.get_ref(i).db()?)?);
         }
-        out.push(Row::new(cells));
-    }
-    Ok(out)
+        Ok(Row::new(cells))
+    })
 }
 
 /// `a = b` for every key column between two tables (for correlated subqueries).

@@ -1,8 +1,11 @@
 //! The database file itself: corrupt and foreign files, newer schema versions, ordered
-//! migrations of an older file, and hostile identifiers next to a canary table.
+//! migrations of an older file (one from before the job tables too), and hostile
+//! identifiers next to a canary table.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use sync_core::jobs::{EnqueueRequest, JobKey, JobQueue};
 use sync_core::memory::MemorySource;
 use sync_core::stager::{PromoteMode, ValidationRules};
 use sync_core::testkit::{batch, commit, ids, item, items_schema, key, keyed_schema};
@@ -11,6 +14,10 @@ use sync_core::{
     Strategy, StreamSchema, SyncContext, Value,
 };
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
+
+/// Undoes migration 7 (the job queue's tables; their indexes go with them).
+const DROP_JOB_TABLES: &str = "DROP TABLE \"_sync_integrations\"; DROP TABLE \"_sync_jobs\";
+     DROP TABLE \"_sync_job_keys\"; DROP TABLE \"_sync_job_pauses\";";
 
 fn db_path() -> std::path::PathBuf {
     tempfile::tempdir().unwrap().keep().join("store.db")
@@ -111,6 +118,7 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
         )
         .unwrap();
     }
+    conn.execute_batch(DROP_JOB_TABLES).unwrap();
     conn.execute("UPDATE \"_sync_schema_version\" SET \"version\" = 1", [])
         .unwrap();
     drop(conn);
@@ -146,8 +154,8 @@ async fn an_older_database_is_migrated_in_order_keeping_its_data() {
         .unwrap();
     assert_eq!(
         (version, indexes, added),
-        (6, 3, 8),
-        "migrations 2 to 6 ran"
+        (7, 3, 8),
+        "migrations 2 to 7 ran"
     );
 }
 
@@ -190,6 +198,7 @@ async fn a_run_staged_before_the_counts_resumes_after_the_migration() {
     store.stage(&run, b).await.unwrap();
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(DROP_JOB_TABLES).unwrap();
     conn.execute_batch(
         "INSERT INTO \"_sync_stage_1\" (\"__sync_kind\", \"__sync_state\", \"id\", \"version\",
              \"updated\", \"deleted\", \"body\")
@@ -311,4 +320,85 @@ async fn names_sqlite_would_confuse_are_rejected_at_config_time() {
         assert_eq!(err.kind(), ErrorKind::Config, "{why}: {err}");
         assert!(err.to_string().contains(why), "{why}: {err}");
     }
+}
+
+fn version(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row(
+        "SELECT \"version\" FROM \"_sync_schema_version\"",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn job_tables(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+         ('_sync_integrations', '_sync_jobs', '_sync_job_keys', '_sync_job_pauses')",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// A version-6 database (the store's tables and a checkpoint, no job tables) opens, gains
+/// the job tables by migration 7 and keeps its checkpoint; the one-open-job index holds.
+#[tokio::test]
+async fn a_database_from_before_the_job_tables_migrates() {
+    let path = db_path();
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let fence = store.acquire_fence("acme/t1/s0").await.unwrap();
+    store
+        .commit(&commit(
+            "acme/t1/s0",
+            None,
+            fence,
+            Position::Start,
+            Position::Page(1),
+        ))
+        .await
+        .unwrap();
+    drop(store);
+    // What migration 7 added goes (its indexes with its tables): the file is as version 6 left it.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(DROP_JOB_TABLES).unwrap();
+    conn.execute("UPDATE \"_sync_schema_version\" SET \"version\" = 6", [])
+        .unwrap();
+    assert_eq!((version(&conn), job_tables(&conn)), (6, 0));
+    drop(conn);
+
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    let checkpoint = store.load("acme/t1/s0").await.unwrap().unwrap();
+    assert_eq!(checkpoint.state.position, Position::Page(1));
+    let queue = store.job_queue();
+    let job = queue
+        .enqueue(&EnqueueRequest::sync(
+            JobKey::new("acme", "t1", "s0").unwrap(),
+        ))
+        .await
+        .unwrap()
+        .job;
+    assert_eq!(
+        queue
+            .claim("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        job.id
+    );
+    drop((queue, store));
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!((version(&conn), job_tables(&conn)), (7, 4));
+    // The database itself refuses a second open job for a key.
+    let second = conn.execute(
+        "INSERT INTO \"_sync_jobs\" (\"provider\", \"tenant\", \"stream\", \"action\", \"status\",
+             \"priority\", \"attempts\", \"max_attempts\", \"next_run_at\", \"fence\",
+             \"created_at\", \"updated_at\")
+         VALUES ('acme', 't1', 's0', '{}', 'pending', 0, 0, 1, 0, 0, 0, 0)",
+        [],
+    );
+    let code = second.unwrap_err().sqlite_error_code();
+    assert_eq!(code, Some(rusqlite::ErrorCode::ConstraintViolation));
 }

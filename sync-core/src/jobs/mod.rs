@@ -34,6 +34,7 @@ mod queue;
 mod schedule;
 mod scrub;
 mod service;
+mod transition;
 mod worker;
 
 pub use model::{

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::{
-    scrub_secrets, zero_counts, EnqueueRequest, Enqueued, Heartbeat, Integration, Job, JobCounts,
-    JobFilter, JobId, JobOutcome, JobQueue, JobScope, JobStatus, StopIntent,
+    zero_counts, EnqueueRequest, Enqueued, Heartbeat, Integration, Job, JobCounts, JobFilter,
+    JobId, JobOutcome, JobQueue, JobScope, JobStatus, StopIntent,
 };
 
 /// An in-memory job queue; what every database queue must behave like.
@@ -51,10 +51,6 @@ impl MemoryJobQueue {
     }
 }
 
-fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
 fn fenced(id: JobId) -> Error {
     Error::new(
         ErrorKind::Fenced,
@@ -72,22 +68,6 @@ impl State {
         self.jobs
             .values()
             .find(|j| j.key == *key && j.status.is_open())
-    }
-}
-
-/// Clears the lease and the stop request of a job leaving processing.
-fn release(job: &mut Job, now: DateTime<Utc>) {
-    job.lease_owner = None;
-    job.lease_until = None;
-    job.stop_requested = None;
-    job.updated_at = now;
-}
-
-/// The status a stop request turns into.
-fn stopped_status(intent: Option<StopIntent>) -> JobStatus {
-    match intent {
-        Some(StopIntent::Pause) => JobStatus::Paused,
-        _ => JobStatus::Cancelled,
     }
 }
 
@@ -155,27 +135,7 @@ impl JobQueue for MemoryJobQueue {
         } else {
             JobStatus::Pending
         };
-        let job = Job {
-            id,
-            key: request.key.clone(),
-            action: request.action.clone(),
-            status,
-            priority: request.priority,
-            attempts: 0,
-            max_attempts: request.max_attempts,
-            next_run_at: request.run_at.unwrap_or(now),
-            idempotency_key: request.idempotency_key.clone(),
-            last_error: None,
-            lease_owner: None,
-            lease_until: None,
-            fence: 0,
-            stop_requested: None,
-            summary: None,
-            created_at: now,
-            updated_at: now,
-            started_at: None,
-            finished_at: None,
-        };
+        let job = Job::enqueued(id, request, status, now);
         if let Some(k) = &request.idempotency_key {
             st.idempotency.insert(k.clone(), id);
         }
@@ -199,13 +159,7 @@ impl JobQueue for MemoryJobQueue {
             .map(|j| j.id);
         let Some(id) = next else { return Ok(None) };
         let job = st.jobs.get_mut(&id).expect("job exists");
-        job.status = JobStatus::Processing;
-        job.lease_owner = Some(worker.to_string());
-        job.lease_until = Some(after(now, lease));
-        job.attempts += 1;
-        job.fence += 1;
-        job.started_at = Some(now);
-        job.updated_at = now;
+        job.claim(worker, lease, now);
         Ok(Some(job.clone()))
     }
 
@@ -214,8 +168,7 @@ impl JobQueue for MemoryJobQueue {
         let mut st = self.state();
         match st.jobs.get_mut(&id) {
             Some(job) if job.status == JobStatus::Processing && job.fence == fence => {
-                job.lease_until = Some(after(now, lease));
-                job.updated_at = now;
+                job.extend_lease(lease, now);
                 Ok(Heartbeat {
                     stop_requested: job.stop_requested,
                 })
@@ -231,46 +184,7 @@ impl JobQueue for MemoryJobQueue {
             Some(job) if job.status == JobStatus::Processing && job.fence == fence => job,
             _ => return Err(fenced(id)),
         };
-        match outcome {
-            JobOutcome::Completed { summary } => {
-                job.status = JobStatus::Completed;
-                job.summary = Some(summary.clone());
-                job.finished_at = Some(now);
-            }
-            JobOutcome::Stopped { summary } => {
-                job.status = stopped_status(job.stop_requested);
-                job.summary = Some(summary.clone());
-                if job.status == JobStatus::Cancelled {
-                    job.finished_at = Some(now);
-                }
-            }
-            JobOutcome::Released { summary } => {
-                job.summary = Some(summary.clone());
-                job.attempts = job.attempts.saturating_sub(1);
-                job.next_run_at = now;
-                job.status = match job.stop_requested {
-                    Some(intent) => stopped_status(Some(intent)),
-                    None => JobStatus::Pending,
-                };
-                if job.status == JobStatus::Cancelled {
-                    job.finished_at = Some(now);
-                }
-            }
-            JobOutcome::Failed { error, retry_in } => {
-                job.last_error = Some(scrub_secrets(error));
-                match retry_in {
-                    Some(delay) if job.attempts < job.max_attempts => {
-                        job.status = JobStatus::Pending;
-                        job.next_run_at = after(now, *delay);
-                    }
-                    _ => {
-                        job.status = JobStatus::Failed;
-                        job.finished_at = Some(now);
-                    }
-                }
-            }
-        }
-        release(job, now);
+        job.finish(outcome, now);
         Ok(job.clone())
     }
 
@@ -335,12 +249,7 @@ impl JobQueue for MemoryJobQueue {
             if st.open_job(&key).is_some() {
                 continue;
             }
-            let job = st.jobs.get_mut(&id).expect("job exists");
-            job.status = JobStatus::Pending;
-            job.attempts = 0;
-            job.next_run_at = now;
-            job.finished_at = None;
-            job.updated_at = now;
+            st.jobs.get_mut(&id).expect("job exists").retry(now);
             changed += 1;
         }
         Ok(changed)
@@ -354,22 +263,7 @@ impl JobQueue for MemoryJobQueue {
             if job.status != JobStatus::Processing || job.lease_until.is_some_and(|t| t > now) {
                 continue;
             }
-            job.status = match job.stop_requested {
-                Some(intent) => stopped_status(Some(intent)),
-                None if job.attempts < job.max_attempts => JobStatus::Pending,
-                None => JobStatus::Failed,
-            };
-            if job.status == JobStatus::Failed {
-                job.last_error = Some(format!(
-                    "the worker stopped heartbeating on each of {} attempts",
-                    job.attempts
-                ));
-            }
-            if matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
-                job.finished_at = Some(now);
-            }
-            job.next_run_at = now;
-            release(job, now);
+            job.rescue(now);
             rescued.push(job.id);
         }
         Ok(rescued)

@@ -10,8 +10,11 @@
 
 pub mod conformance;
 pub mod crash;
+mod gated;
 pub mod jobs;
 pub mod model;
+
+pub use gated::GatedSource;
 
 use std::sync::Arc;
 
