@@ -57,11 +57,13 @@ pub type JobCounts = BTreeMap<JobStatus, u64>;
 ///   With intent pause and a scope without a job id it MUST also record a pause of the scope,
 ///   so that jobs enqueued later under it start paused and are never claimed. Returns how
 ///   many jobs it changed.
-/// - `resume` MUST delete the recorded pauses the scope contains, and make paused jobs in
+/// - `resume` MUST delete the recorded pauses the scope contains (none when the scope names
+///   a job), and make paused jobs in
 ///   scope pending (attempts 0, due now) unless a remaining pause covers them. Returns how
 ///   many jobs it resumed.
-/// - `retry_failed` MUST make failed jobs in scope pending (attempts 0, due now, error kept)
-///   unless their key has another open job. Returns how many.
+/// - `retry_failed` MUST make failed jobs in scope pending (attempts 0, due now, error kept),
+///   or paused when a recorded pause covers their key, unless their key has another open
+///   job. Returns how many.
 /// - `rescue_expired` MUST take every processing job whose lease expired: pending again (due
 ///   now) when attempts remain, failed otherwise; a stop request is honoured as if the
 ///   worker had stopped. Returns the ids it rescued.

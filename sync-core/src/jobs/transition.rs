@@ -130,9 +130,14 @@ impl Job {
         self.release(now);
     }
 
-    /// `retry_failed` of a failed job: pending, attempts 0, due now, its error kept.
-    pub fn retry(&mut self, now: DateTime<Utc>) {
-        self.status = JobStatus::Pending;
+    /// `retry_failed` of a failed job: pending (paused when a recorded pause covers its key),
+    /// attempts 0, due now, its error kept.
+    pub fn retry(&mut self, now: DateTime<Utc>, paused: bool) {
+        self.status = if paused {
+            JobStatus::Paused
+        } else {
+            JobStatus::Pending
+        };
         self.attempts = 0;
         self.next_run_at = now;
         self.finished_at = None;

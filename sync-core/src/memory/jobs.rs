@@ -216,7 +216,9 @@ impl JobQueue for MemoryJobQueue {
     async fn resume(&self, scope: &JobScope) -> Result<u64> {
         let now = self.now();
         let mut st = self.state();
-        st.pauses.retain(|p| !scope.contains(p));
+        if scope.job.is_none() {
+            st.pauses.retain(|p| !scope.contains(p));
+        }
         let State { jobs, pauses, .. } = &mut *st;
         let mut changed = 0;
         for job in jobs.values_mut() {
@@ -249,7 +251,8 @@ impl JobQueue for MemoryJobQueue {
             if st.open_job(&key).is_some() {
                 continue;
             }
-            st.jobs.get_mut(&id).expect("job exists").retry(now);
+            let paused = st.paused(&key);
+            st.jobs.get_mut(&id).expect("job exists").retry(now, paused);
             changed += 1;
         }
         Ok(changed)

@@ -448,6 +448,9 @@ pub async fn jobs_pause_holds_the_scope_and_later_jobs(q: Queue) {
         0
     );
     assert!(q.claim("w", LEASE).await.unwrap().is_none());
+    // Resuming one job lifts no pause: the job stays held by the provider's.
+    assert_eq!(q.resume(&JobScope::all().job(a.id)).await.unwrap(), 0);
+    assert!(q.claim("w", LEASE).await.unwrap().is_none());
     assert_eq!(q.resume(&JobScope::provider("acme")).await.unwrap(), 2);
     let resumed = q.claim("w", LEASE).await.unwrap().unwrap();
     assert_eq!(resumed.id, a.id);
@@ -569,6 +572,18 @@ pub async fn jobs_retry_failed_requeues_one_or_all(q: Queue) {
     assert_eq!(
         q.job(failed[2].id).await.unwrap().unwrap().status,
         JobStatus::Failed
+    );
+    // Under a pause, a retried job waits paused.
+    q.enqueue(&EnqueueRequest::sync(key("d"))).await.unwrap();
+    let job = q.claim("w", LEASE).await.unwrap().unwrap();
+    let d = q.finish(job.id, job.fence, &fail).await.unwrap();
+    q.request_stop(&JobScope::provider("acme"), StopIntent::Pause)
+        .await
+        .unwrap();
+    assert_eq!(q.retry_failed(&JobScope::all().job(d.id)).await.unwrap(), 1);
+    assert_eq!(
+        q.job(d.id).await.unwrap().unwrap().status,
+        JobStatus::Paused
     );
 }
 

@@ -96,18 +96,17 @@ pub(super) fn request_stop(
 /// Deletes the pauses the scope contains and makes its paused jobs pending (attempts 0, due
 /// now) unless a remaining pause covers them.
 pub(super) fn resume(conn: &Connection, scope: &JobScope, now: DateTime<Utc>) -> Result<u64> {
-    // A pause is contained when each part the scope sets is the pause's too (job ids aside).
-    let contained = row::scope(&JobScope {
-        job: None,
-        ..scope.clone()
-    });
-    execute(
-        conn,
-        &Query::delete()
-            .from_table(id(PAUSES))
-            .cond_where(contained)
-            .to_owned(),
-    )?;
+    // A pause is contained when each part the scope sets is the pause's too; resuming one job
+    // lifts no pause.
+    if scope.job.is_none() {
+        execute(
+            conn,
+            &Query::delete()
+                .from_table(id(PAUSES))
+                .cond_where(row::scope(scope))
+                .to_owned(),
+        )?;
+    }
     let still_paused = covering_pauses(KEY_PARTS.map(|name| col(JOBS, name)));
     let stmt = Query::update()
         .table(id(JOBS))
@@ -135,7 +134,8 @@ pub(super) fn retry_failed(conn: &Connection, scope: &JobScope, now: DateTime<Ut
         if open_job(conn, &job.key)?.is_some() {
             continue;
         }
-        changed += u64::from(apply(conn, &job, |j| j.retry(now))?);
+        let paused = row::paused(conn, &job.key)?;
+        changed += u64::from(apply(conn, &job, |j| j.retry(now, paused))?);
     }
     Ok(changed)
 }
