@@ -16,3 +16,4 @@
 pub mod admin;
 pub mod demo_api;
 pub mod engine;
+pub mod store;

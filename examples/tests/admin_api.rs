@@ -1,5 +1,5 @@
-//! The admin HTTP API over real HTTP on 127.0.0.1, with a real client: a job queue, a worker
-//! running REST syncs of the in-process demo API into a temporary SQLite file, and every
+//! The admin HTTP API over real HTTP on 127.0.0.1, with a real client: the job queue and the
+//! targets in one temporary SQLite file, a worker running REST syncs of the in-process demo API, and every
 //! route, including the bad requests that must change nothing.
 
 use std::sync::Arc;
@@ -7,12 +7,11 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use sync_connectors::http::HttpConfig;
 use sync_core::jobs::{JobQueue, JobScope, JobStatus, SyncJobs, Worker, WorkerConfig};
-use sync_core::memory::MemoryJobQueue;
 use sync_core::{RetryPolicy, Stager};
 use sync_examples::admin::{self, AdminState};
 use sync_examples::demo_api::{items_stream, DemoApi};
 use sync_examples::engine::{Catalog, RestJobRunner};
-use sync_store_sqlite::{SqliteConfig, SqliteStore};
+use sync_store_sqlite::{SqliteConfig, SqliteJobQueue, SqliteStore};
 
 const TOKEN: &str = "test-token-0123456789";
 const RECORDS: usize = 2_500;
@@ -20,7 +19,7 @@ const RECORDS: usize = 2_500;
 struct Harness {
     base: String,
     http: reqwest::Client,
-    queue: Arc<MemoryJobQueue>,
+    queue: Arc<SqliteJobQueue>,
     store: Arc<SqliteStore>,
     worker: Worker,
     api: DemoApi,
@@ -36,7 +35,7 @@ impl Harness {
                 .await
                 .unwrap(),
         );
-        let queue = Arc::new(MemoryJobQueue::new());
+        let queue = Arc::new(store.job_queue());
         let mut broken = items_stream("http://127.0.0.1:9");
         broken.name = "broken".into();
         let catalog = Arc::new(

@@ -1,0 +1,42 @@
+//! Opening the database a URL names, with every trait the engine needs from it.
+
+use std::sync::Arc;
+
+use sync_core::jobs::JobQueue;
+use sync_core::{Checkpoint, Error, Result, Stager};
+use sync_store_sqlite::{SqliteConfig, SqliteStore};
+
+/// One database seen through the traits of a sync engine: runs stage and promote into it,
+/// commit checkpoints to it, and the job queue lives in it.
+#[derive(Debug, Clone)]
+pub struct EngineStore {
+    /// Staging and promotion.
+    pub stager: Arc<dyn Stager>,
+    /// Checkpoints, ledger and sync log.
+    pub checkpoints: Arc<dyn Checkpoint>,
+    /// The job queue.
+    pub queue: Arc<dyn JobQueue>,
+}
+
+/// The store of `url`: `sqlite://FILE` (or `sqlite:FILE`).
+pub async fn open_engine_store(url: &str) -> Result<EngineStore> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() {
+            return Err(Error::config(
+                "a sqlite database url needs a file: sqlite://FILE",
+            ));
+        }
+        let store = SqliteStore::open(SqliteConfig::new(path)).await?;
+        let queue = Arc::new(store.job_queue());
+        let store = Arc::new(store);
+        return Ok(EngineStore {
+            stager: store.clone(),
+            checkpoints: store,
+            queue,
+        });
+    }
+    Err(Error::config("the database url must start with sqlite://"))
+}
