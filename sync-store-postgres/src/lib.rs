@@ -21,6 +21,10 @@
 //!   checkpoint before applying anything again;
 //! - a change queue numbered by a counter row locked inside each append's transaction, so
 //!   numbers commit in number order and the safe high-water mark is the largest committed one;
+//! - a job queue ([`PostgresJobQueue`], from [`PostgresStore::job_queue`]) that worker processes
+//!   on many machines share: one open job per key by a partial unique index, claims with
+//!   `FOR NO KEY UPDATE SKIP LOCKED`, leases fenced by a token, enqueues inside the caller's
+//!   transaction;
 //! - TLS through rustls honouring `sslmode` (`verify-full` checks the chain and the host name,
 //!   `sslrootcert` names the trusted roots);
 //! - the password never in `Debug`, logs or errors (URL, key-value and `password=` forms).
@@ -33,6 +37,7 @@
 mod checkpoint;
 mod config;
 mod error;
+mod jobs;
 mod lease;
 mod promote;
 mod queue;
@@ -55,6 +60,7 @@ use sync_core::{
 };
 
 pub use config::PostgresConfig;
+pub use jobs::PostgresJobQueue;
 pub use lease::is_lease_held;
 pub use store::{PostgresStore, ServerInfo};
 pub use tls::SslMode;

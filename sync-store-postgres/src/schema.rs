@@ -13,7 +13,7 @@ use crate::error::classify;
 use crate::sql::{self, column_def, ddl, execute, id, table};
 
 /// The newest schema version this library knows.
-pub(crate) const LATEST_VERSION: i64 = 2;
+pub(crate) const LATEST_VERSION: i64 = 3;
 
 fn text(name: &str) -> ColumnDef {
     let mut c = ColumnDef::new(id(name));
@@ -204,6 +204,16 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -
                 }
             }
             2 => ddl(&tx, &migration_2(schema).to_string(PostgresQueryBuilder)).await?,
+            // The job queue's tables (see `jobs::tables`).
+            3 => {
+                let (tables, indexes) = crate::jobs::migration_3(schema);
+                for stmt in tables {
+                    ddl(&tx, &stmt.to_string(PostgresQueryBuilder)).await?;
+                }
+                for stmt in indexes {
+                    ddl(&tx, &stmt.to_string(PostgresQueryBuilder)).await?;
+                }
+            }
             v => return Err(Error::internal(format!("no migration to version {v}"))),
         }
         version += 1;

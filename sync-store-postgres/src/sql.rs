@@ -24,6 +24,10 @@ pub(crate) const QUARANTINE: &str = "_sync_quarantine";
 pub(crate) const QUEUE: &str = "_sync_queue";
 pub(crate) const QUEUE_COUNTERS: &str = "_sync_queue_counters";
 pub(crate) const SCHEMA_VERSION: &str = "_sync_schema_version";
+pub(crate) const INTEGRATIONS: &str = "_sync_integrations";
+pub(crate) const JOBS: &str = "_sync_jobs";
+pub(crate) const JOB_KEYS: &str = "_sync_job_keys";
+pub(crate) const JOB_PAUSES: &str = "_sync_job_pauses";
 /// Tables the store owns start with this; streams may not use it.
 pub(crate) const RESERVED_TABLE_PREFIX: &str = "_sync_";
 /// Bookkeeping columns of staging tables start with this; stream columns may not use it.
@@ -281,6 +285,22 @@ pub(crate) async fn query<C: GenericClient, S: PostgresBinder>(
     let (sql, values) = stmt.build_postgres(PostgresQueryBuilder);
     client
         .query(sql.as_str(), &values.as_params())
+        .await
+        .map_err(classify)
+}
+
+/// Runs a built query as one unnamed statement whose parameter types are sent with it: one
+/// round trip, where [`query`] first prepares (for statements run once on a connection the
+/// store does not own, such as a caller's transaction).
+pub(crate) async fn query_typed<C: GenericClient, S: PostgresBinder>(
+    client: &C,
+    stmt: &S,
+) -> Result<Vec<tokio_postgres::Row>> {
+    let (sql, values) = stmt.build_postgres(PostgresQueryBuilder);
+    let types = values.as_types();
+    let params: Vec<_> = values.as_params().into_iter().zip(types).collect();
+    client
+        .query_typed(sql.as_str(), &params)
         .await
         .map_err(classify)
 }
