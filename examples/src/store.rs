@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sync_core::jobs::JobQueue;
 use sync_core::{Checkpoint, Error, Result, Stager};
+use sync_store_postgres::{PostgresConfig, PostgresStore};
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
 
 /// One database seen through the traits of a sync engine: runs stage and promote into it,
@@ -18,7 +19,8 @@ pub struct EngineStore {
     pub queue: Arc<dyn JobQueue>,
 }
 
-/// The store of `url`: `sqlite://FILE` (or `sqlite:FILE`).
+/// The store of `url`: `sqlite://FILE` (or `sqlite:FILE`) or `postgres://...`
+/// (`postgresql://` too; workers on many machines can share it).
 pub async fn open_engine_store(url: &str) -> Result<EngineStore> {
     if let Some(path) = url
         .strip_prefix("sqlite://")
@@ -38,5 +40,17 @@ pub async fn open_engine_store(url: &str) -> Result<EngineStore> {
             queue,
         });
     }
-    Err(Error::config("the database url must start with sqlite://"))
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PostgresStore::open(PostgresConfig::new(url)).await?;
+        let queue = Arc::new(store.job_queue());
+        let store = Arc::new(store);
+        return Ok(EngineStore {
+            stager: store.clone(),
+            checkpoints: store,
+            queue,
+        });
+    }
+    Err(Error::config(
+        "the database url must start with sqlite:// or postgres://",
+    ))
 }

@@ -64,8 +64,9 @@ pub type JobCounts = BTreeMap<JobStatus, u64>;
 /// - `retry_failed` MUST make failed jobs in scope pending (attempts 0, due now, error kept),
 ///   or paused when a recorded pause covers their key, unless their key has another open
 ///   job. Returns how many.
-/// - `rescue_expired` MUST take every processing job whose lease expired: pending again (due
-///   now) when attempts remain, failed otherwise; a stop request is honoured as if the
+/// - `rescue_expired` MUST take every processing job whose lease expired: pending again when
+///   attempts remain (its `next_run_at` unchanged: it was due when claimed, so it keeps its
+///   place ahead of later work), failed otherwise; a stop request is honoured as if the
 ///   worker had stopped. Returns the ids it rescued.
 /// - `job` returns one job; `jobs` those the filter matches, newest (highest id) first;
 ///   `counts` every status of the scope's jobs.

@@ -112,8 +112,9 @@ impl Job {
     }
 
     /// `rescue_expired` of a processing job whose lease expired: as if its worker had
-    /// stopped when a stop was requested, pending again (due now) while attempts remain,
-    /// failed otherwise.
+    /// stopped when a stop was requested, pending again while attempts remain (keeping its
+    /// `next_run_at`, already past, so it is claimed ahead of work enqueued since), failed
+    /// otherwise.
     pub fn rescue(&mut self, now: DateTime<Utc>) {
         self.status = match self.stop_requested {
             Some(intent) => stopped_status(Some(intent)),
@@ -126,7 +127,6 @@ impl Job {
                 self.attempts
             ));
         }
-        self.next_run_at = now;
         self.release(now);
     }
 

@@ -182,7 +182,6 @@ pub(super) fn rescue_expired(schema: &str) -> UpdateStatement {
             id("finished_at"),
             finished_when(gives_up.or(asked(StopIntent::Cancel))),
         )
-        .value(id("next_run_at"), now())
         .and_where(col("status").eq(status(JobStatus::Processing)))
         .and_where(
             col("lease_until")

@@ -92,6 +92,10 @@ pub(super) fn lift_pauses(schema: &str, scope: &JobScope) -> DeleteStatement {
             stmt.and_where(col(part).eq(v.as_str()));
         }
     }
+    if scope.job.is_some() {
+        // Resuming one job lifts no pause.
+        stmt.and_where(Expr::Constant(1.into()).eq(Expr::Constant(0.into())));
+    }
     stmt
 }
 
@@ -124,8 +128,8 @@ fn same_key(schema: &str) -> SelectStatement {
         .to_owned()
 }
 
-/// Makes the failed jobs of `scope` pending (attempts 0, due now, error kept) unless their key
-/// has an open job; of several failed jobs of one key, the oldest, as the reference queue
+/// Makes the failed jobs of `scope` pending (paused when a recorded pause covers their key;
+/// attempts 0, due now, error kept) unless their key has an open job; of several failed jobs of one key, the oldest, as the reference queue
 /// takes them in id order.
 pub(super) fn retry_failed(schema: &str, scope: &JobScope) -> UpdateStatement {
     let open_sibling = same_key(schema)
@@ -133,7 +137,11 @@ pub(super) fn retry_failed(schema: &str, scope: &JobScope) -> UpdateStatement {
         .to_owned();
     let mut stmt = Query::update()
         .table(table(schema, JOBS))
-        .value(id("status"), status(JobStatus::Pending))
+        .value(
+            id("status"),
+            Expr::case(paused(schema, outer(schema)), status(JobStatus::Paused))
+                .finally(status(JobStatus::Pending)),
+        )
         .value(id("attempts"), 0i32)
         .value(id("next_run_at"), now())
         .value(id("finished_at"), Expr::null())
