@@ -100,32 +100,50 @@ fn store_paths(c: &mut Criterion) {
     group.throughput(Throughput::Elements(PAGE));
     group.sample_size(20);
     for store in rt.block_on(stores(dir.path())) {
-        rt.block_on(store.stager.ensure_stream(&schema)).expect("target");
+        rt.block_on(store.stager.ensure_stream(&schema))
+            .expect("target");
         // Staging alone: pages appended to one open run.
         let sync = format!("bench/stage/{}", store.name);
-        let fence = rt.block_on(store.checkpoints.acquire_fence(&sync)).expect("fence");
+        let fence = rt
+            .block_on(store.checkpoints.acquire_fence(&sync))
+            .expect("fence");
         let run = rt
-            .block_on(store.stager.begin(&sync, schema.clone(), fence, serde_json::json!({})))
+            .block_on(
+                store
+                    .stager
+                    .begin(&sync, schema.clone(), fence, serde_json::json!({})),
+            )
             .expect("run");
         let staged = Cursor(Cell::new(0));
         group.bench_function(BenchmarkId::new("stage_page", store.name), |b| {
             b.iter(|| {
                 let (from, to) = staged.step();
-                rt.block_on(store.stager.stage(&run, batch(&schema, page.clone(), from, to)))
-                    .expect("stage")
+                rt.block_on(
+                    store
+                        .stager
+                        .stage(&run, batch(&schema, page.clone(), from, to)),
+                )
+                .expect("stage")
             })
         });
         rt.block_on(store.stager.abort(&run)).expect("abort");
 
         // A whole window over a populated target: every row is a newer version of one there.
         let sync = format!("bench/window/{}", store.name);
-        let fence = rt.block_on(store.checkpoints.acquire_fence(&sync)).expect("fence");
+        let fence = rt
+            .block_on(store.checkpoints.acquire_fence(&sync))
+            .expect("fence");
         let windows = Cursor(Cell::new(0));
         let version = Cell::new(0i64);
         let window = |rows: Vec<Row>| {
             let (from, to) = windows.step();
             rt.block_on(async {
-                let expected = store.checkpoints.load(&sync).await.expect("load").map(|s| s.version);
+                let expected = store
+                    .checkpoints
+                    .load(&sync)
+                    .await
+                    .expect("load")
+                    .map(|s| s.version);
                 let run = store
                     .stager
                     .begin(&sync, schema.clone(), fence, serde_json::json!({}))
@@ -159,14 +177,22 @@ fn store_paths(c: &mut Criterion) {
 
         // The durable checkpoint commit alone (no rows).
         let sync = format!("bench/commit/{}", store.name);
-        let fence = rt.block_on(store.checkpoints.acquire_fence(&sync)).expect("fence");
+        let fence = rt
+            .block_on(store.checkpoints.acquire_fence(&sync))
+            .expect("fence");
         let commits = Cursor(Cell::new(0));
         let expected: Cell<Option<u64>> = Cell::new(None);
         group.bench_function(BenchmarkId::new("checkpoint_commit", store.name), |b| {
             b.iter(|| {
                 let (from, to) = commits.step();
                 let v = rt
-                    .block_on(store.checkpoints.commit(&commit(&sync, expected.get(), fence, from, to)))
+                    .block_on(store.checkpoints.commit(&commit(
+                        &sync,
+                        expected.get(),
+                        fence,
+                        from,
+                        to,
+                    )))
                     .expect("commit");
                 expected.set(Some(v));
             })
