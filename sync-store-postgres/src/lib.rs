@@ -56,7 +56,8 @@ use sync_core::stager::{
     ValidationRules,
 };
 use sync_core::{
-    CheckpointCommit, FaultPoint, FenceToken, Key, Position, RecordBatch, Result, Row, StreamSchema,
+    CheckpointCommit, Error, FaultPoint, FenceToken, Key, Position, RecordBatch, Result, Row,
+    StreamSchema,
 };
 
 pub use config::PostgresConfig;
@@ -64,6 +65,26 @@ pub use jobs::PostgresJobQueue;
 pub use lease::is_lease_held;
 pub use store::{PostgresStore, ServerInfo};
 pub use tls::SslMode;
+
+/// A spawned task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = std::result::Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
 
 #[async_trait]
 impl Stager for PostgresStore {
@@ -104,17 +125,26 @@ impl Stager for PostgresStore {
     }
 
     async fn stage(&self, run: &StagingRun, batch: RecordBatch) -> Result<Position> {
-        let (schema, held_for) = (self.schema.clone(), self.lease_length());
+        let (store, run) = (self.clone(), run.clone());
         let batch = Arc::new(batch);
-        let to = self
-            .transact(move |tx| {
-                let (schema, run, batch) = (schema.clone(), run.clone(), batch.clone());
-                Box::pin(async move {
-                    lease::hold(tx, &schema, &run.sync, run.fence, held_for).await?;
-                    stage::stage(tx, &schema, &run, &batch).await
+        // On a task of its own: the strategies fetch and decode the next page while this one
+        // is staged, and on one task that CPU work would hold back the COPY (and leave the
+        // server idle) until it yields. Dropping this future aborts the task, as dropping the
+        // transaction itself would.
+        let task = AbortOnDrop(tokio::spawn(async move {
+            let (schema, held_for) = (store.schema.clone(), store.lease_length());
+            store
+                .transact(move |tx| {
+                    let (schema, run, batch) = (schema.clone(), run.clone(), batch.clone());
+                    Box::pin(async move { stage::stage(tx, &schema, &run, &batch, held_for).await })
                 })
-            })
-            .await?;
+                .await
+        }));
+        let to = match task.await {
+            Ok(staged) => staged?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(Error::internal("the staging task was cancelled").with_source(e)),
+        };
         self.faults.check(FaultPoint::AfterStage)?;
         Ok(to)
     }

@@ -1,18 +1,18 @@
 //! Promotion: staging into the target in one transaction with the checkpoint compare-and-set,
 //! the ledger row and the log entries.
 
-use sea_query::{Expr, ExprTrait, OnConflict, Order, PostgresQueryBuilder, Query};
+use sea_query::{Expr, ExprTrait, OnConflict, PostgresQueryBuilder, Query, SelectStatement};
 use sea_query_postgres::PostgresBinder;
 use sync_core::checkpoint::CheckpointCommit;
 use sync_core::stager::{PromoteMode, PromoteReport, ReplaceScope, StagingRun};
 use sync_core::{Error, ErrorKind, FaultPoint, Faults, Result, StreamSchema};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Transaction;
 
 use crate::checkpoint::apply_commit;
 use crate::schema::target_schema;
 use crate::sql::{
-    self, acol, execute, id, key_match, qcol, table, KIND, KIND_DELETE, KIND_ROW, REJECTED, SEQ,
-    STATE,
+    self, acol, execute, id, key_match, qcol, table, KIND, KIND_DELETE, KIND_ROW, REJECTED, STATE,
 };
 use crate::stage::{
     adjust_staged_count, count_live, end, has_unvalidated, quarantine_rejected, this_run,
@@ -38,38 +38,58 @@ fn in_stage(schema: &str, stream: &StreamSchema, stage: &str, kind: i16) -> Expr
     )
 }
 
-pub(crate) async fn promote(
+/// Into a target that holds no row, validated rows (one per key) are plain inserts: no
+/// conflict check or guard per row. Returns the rows inserted, or `None` when the target is
+/// not empty, or a writer outside this run inserted a key meanwhile (the savepoint undoes the
+/// attempt and the caller upserts).
+async fn insert_into_empty(
     tx: &Transaction<'_>,
     schema: &str,
-    faults: &Faults,
-    run: &StagingRun,
-    mode: &PromoteMode,
-    commit: &CheckpointCommit,
-    close: bool,
-) -> Result<PromoteReport> {
-    let row = this_run(tx, schema, run).await?;
-    let (stream, stage) = (row.run.schema.clone(), row.table());
-    if has_unvalidated(tx, schema, &row).await? {
-        return Err(
-            Error::invalid_input("staged rows were not validated before promote")
-                .with_context("sync", &run.sync),
-        );
+    name: &str,
+    columns: &[sea_query::Alias],
+    select: &SelectStatement,
+) -> Result<Option<u64>> {
+    let any = Query::select()
+        .expr(Expr::cust("1::bigint"))
+        .from(table(schema, name))
+        .limit(1)
+        .to_owned();
+    if sql::query_i64(tx, &any).await?.is_some() {
+        return Ok(None);
     }
+    let insert = Query::insert()
+        .into_table(table(schema, name))
+        .columns(columns.to_vec())
+        .select_from(select.clone())
+        .map_err(|e| Error::internal("cannot build the promote statement").with_source(e))?
+        .to_owned();
+    sql::ddl(tx, "SAVEPOINT \"__sync_insert\"").await?;
+    let (insert_sql, values) = insert.build_postgres(PostgresQueryBuilder);
+    match tx.execute(insert_sql.as_str(), &values.as_params()).await {
+        Ok(inserted) => {
+            sql::ddl(tx, "RELEASE SAVEPOINT \"__sync_insert\"").await?;
+            Ok(Some(inserted))
+        }
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            sql::ddl(tx, "ROLLBACK TO SAVEPOINT \"__sync_insert\"").await?;
+            Ok(None)
+        }
+        Err(e) => Err(crate::error::classify(e)),
+    }
+}
+
+/// The guarded upsert of validated rows; counts inserted, updated and unchanged rows.
+async fn upsert(
+    tx: &Transaction<'_>,
+    schema: &str,
+    stream: &StreamSchema,
+    target: &StreamSchema,
+    stage: &str,
+    columns: Vec<sea_query::Alias>,
+    select: SelectStatement,
+) -> Result<PromoteReport> {
     let name = stream.name();
-    let target = target_schema(tx, schema, name).await?.ok_or_else(|| {
-        Error::new(
-            ErrorKind::NotFound,
-            "stream has no target; call ensure_stream",
-        )
-        .with_context("stream", name)
-    })?;
-    let valid = count_live(tx, schema, &stage).await?;
-    let columns: Vec<_> = stream
-        .columns()
-        .iter()
-        .filter(|c| target.column_index(&c.name).is_some())
-        .map(|c| id(&c.name))
-        .collect();
+    let valid = count_live(tx, schema, stage).await?;
     let key: Vec<_> = stream
         .primary_key()
         .iter()
@@ -100,13 +120,6 @@ pub(crate) async fn promote(
             on_conflict.action_and_where(newer);
         }
     }
-    let select = Query::select()
-        .columns(columns.clone())
-        .from(table(schema, &stage))
-        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-        .and_where(Expr::col(id(STATE)).ne(REJECTED))
-        .order_by(id(SEQ), Order::Asc)
-        .to_owned();
     let upsert = Query::insert()
         .into_table(table(schema, name))
         .columns(columns)
@@ -131,27 +144,86 @@ pub(crate) async fn promote(
     let changed = counts
         .try_get::<_, i64>(1)
         .map_err(crate::error::classify)? as u64;
-    let mut report = PromoteReport {
+    Ok(PromoteReport {
         inserted,
         updated: changed.saturating_sub(inserted),
         unchanged: valid.saturating_sub(changed),
         ..PromoteReport::default()
-    };
+    })
+}
+
+pub(crate) async fn promote(
+    tx: &Transaction<'_>,
+    schema: &str,
+    faults: &Faults,
+    run: &StagingRun,
+    mode: &PromoteMode,
+    commit: &CheckpointCommit,
+    close: bool,
+) -> Result<PromoteReport> {
+    let row = this_run(tx, schema, run).await?;
+    let (stream, stage) = (row.run.schema.clone(), row.table());
+    if has_unvalidated(tx, schema, &row).await? {
+        return Err(
+            Error::invalid_input("staged rows were not validated before promote")
+                .with_context("sync", &run.sync),
+        );
+    }
+    let name = stream.name();
+    let target = target_schema(tx, schema, name).await?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            "stream has no target; call ensure_stream",
+        )
+        .with_context("stream", name)
+    })?;
+    let columns: Vec<_> = stream
+        .columns()
+        .iter()
+        .filter(|c| target.column_index(&c.name).is_some())
+        .map(|c| id(&c.name))
+        .collect();
+    // Validation left one live row per key: the order rows are applied in does not matter.
+    let select = Query::select()
+        .columns(columns.clone())
+        .from(table(schema, &stage))
+        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+        .and_where(Expr::col(id(STATE)).ne(REJECTED))
+        .to_owned();
+    let (mut report, was_empty) =
+        match insert_into_empty(tx, schema, name, &columns, &select).await? {
+            Some(inserted) => (
+                PromoteReport {
+                    inserted,
+                    ..PromoteReport::default()
+                },
+                true,
+            ),
+            None => (
+                upsert(tx, schema, &stream, &target, &stage, columns, select).await?,
+                false,
+            ),
+        };
     let deletes = Query::delete()
         .from_table(table(schema, name))
         .and_where(in_stage(schema, &stream, &stage, KIND_DELETE))
         .to_owned();
     report.deleted = execute(tx, &deletes).await?;
-    if let PromoteMode::Replace(scope) = mode {
-        let mut replace = Query::delete();
-        replace
-            .from_table(table(schema, name))
-            .and_where(in_stage(schema, &stream, &stage, KIND_ROW).not());
-        if let ReplaceScope::Since { column, since } = scope {
-            let col = &stream.columns()[*column].name;
-            replace.and_where(qcol(schema, name, col).gte(Expr::val(sql::sea_value(since))));
+    match mode {
+        // The target held nothing before: every row in it now came from this snapshot.
+        PromoteMode::Replace(_) if was_empty => {}
+        PromoteMode::Replace(scope) => {
+            let mut replace = Query::delete();
+            replace
+                .from_table(table(schema, name))
+                .and_where(in_stage(schema, &stream, &stage, KIND_ROW).not());
+            if let ReplaceScope::Since { column, since } = scope {
+                let col = &stream.columns()[*column].name;
+                replace.and_where(qcol(schema, name, col).gte(Expr::val(sql::sea_value(since))));
+            }
+            report.deleted += execute(tx, &replace).await?;
         }
-        report.deleted += execute(tx, &replace).await?;
+        PromoteMode::Upsert => {}
     }
     report.quarantined = quarantine_rejected(tx, schema, run, &stage, &stream).await?;
     report.checkpoint_version = apply_commit(

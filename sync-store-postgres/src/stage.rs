@@ -2,12 +2,13 @@
 //! stays bounded), with the run's progress updated in the same transaction; validation in SQL.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use sea_query::{
-    ColumnDef, Expr, ExprTrait, Index, NullOrdering, Order, OverStatement, PostgresQueryBuilder,
-    Query, Table, WindowStatement,
+    ColumnDef, ConditionalStatement, Expr, ExprTrait, Index, NullOrdering, Order, OverStatement,
+    PostgresQueryBuilder, Query, Table, WindowStatement,
 };
 use sync_core::stager::{
     new_run_id, QuarantinedRow, StagingRun, ValidationReport, ValidationRules,
@@ -16,10 +17,12 @@ use sync_core::{
     Error, ErrorKind, FenceToken, Position, RecordBatch, Result, Row, StreamSchema, Value,
 };
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use crate::error::classify;
+use crate::lease;
 use crate::sql::{
     self, ddl, execute, id, pg_type, staging_table, table, Cell, KIND, KIND_DELETE, KIND_ROW,
     REASON, REJECTED, SEQ, STAGED, STATE,
@@ -303,12 +306,22 @@ pub(crate) async fn stage(
     schema: &str,
     run: &StagingRun,
     batch: &RecordBatch,
+    held_for: Option<Duration>,
 ) -> Result<Position> {
+    // The fence check, the relaxed commit and the run's row go out together (one round trip
+    // instead of three); a failed fence check is reported first, as if it had run alone.
+    //
     // A staging commit need not wait for the WAL flush: losing the last ones in a server crash
     // loses their rows and their progress together (one transaction), and the fill re-reads
     // them. Promotion, which moves the checkpoint, keeps synchronous commit.
-    ddl(tx, "SET LOCAL synchronous_commit = off").await?;
-    let row = this_run(tx, schema, run).await?;
+    let (held, relaxed, row) = futures::join!(
+        lease::hold(tx, schema, &run.sync, run.fence, held_for),
+        ddl(tx, "SET LOCAL synchronous_commit = off"),
+        this_run(tx, schema, run),
+    );
+    held?;
+    let row = row?;
+    relaxed?;
     batch
         .delta()
         .try_apply(&row.run.progress)
@@ -368,14 +381,18 @@ pub(crate) async fn stage(
         writer.as_mut().write(&fields).await.map_err(classify)?;
     }
     writer.finish().await.map_err(classify)?;
+    // The progress and the staged-row count in one statement.
+    let written = (batch.rows().len() + batch.deletes().len()) as i64;
     let progress = Query::update()
         .table(table(schema, sql::RUNS))
         .value(id("progress"), serde_json::to_string(&batch.delta().to)?)
+        .value(
+            id("staged_count"),
+            sql::qcol(schema, sql::RUNS, "staged_count").add(written),
+        )
         .and_where(Expr::col(id("id")).eq(row.rowid))
         .to_owned();
     execute(tx, &progress).await?;
-    let written = (batch.rows().len() + batch.deletes().len()) as i64;
-    adjust_staged_count(tx, schema, &row, Some(written)).await?;
     Ok(batch.delta().to.clone())
 }
 
@@ -423,6 +440,23 @@ async fn rows_where(
             ))
         })
         .collect()
+}
+
+/// Staged rows up to which validation looks for a key staged twice by grouping the rows
+/// (a hash table that stays small); above it, by building a unique index.
+const GROUPED_PROBE_ROWS: i64 = 20_000;
+
+/// Builds the unique index `create` inside a savepoint and rolls it back: true when it could
+/// not be built because a key is there twice.
+async fn fails_unique(tx: &Transaction<'_>, create: &str) -> Result<bool> {
+    ddl(tx, "SAVEPOINT \"__sync_unique\"").await?;
+    let built = tx.batch_execute(create).await;
+    ddl(tx, "ROLLBACK TO SAVEPOINT \"__sync_unique\"").await?;
+    match built {
+        Ok(()) => Ok(false),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(true),
+        Err(e) => Err(classify(e)),
+    }
 }
 
 pub(crate) async fn validate(
@@ -486,17 +520,10 @@ pub(crate) async fn validate(
             }
         }
     }
-    let mut index = Index::create();
-    index
-        .if_not_exists()
-        .name(format!("{stage}_key"))
-        .table(table(schema, &stage));
-    for &k in stream.primary_key() {
-        index.col(id(&stream.columns()[k].name));
-    }
-    ddl(tx, &index.to_string(PostgresQueryBuilder)).await?;
-    // One row per key: the newest by the version guard, the last staged on ties. A probe over
-    // the key index skips the window when no key is staged twice (the common case).
+    // One row per key: the newest by the version guard, the last staged on ties. The window
+    // pass runs only when a key is there twice, which a probe finds out first: grouping the
+    // live rows by key when there are few of them; past that (a full fill), building a unique
+    // index over them (one sort, no spill of a hash table) and rolling it back at once.
     let key_cols = || {
         stream
             .primary_key()
@@ -504,17 +531,32 @@ pub(crate) async fn validate(
             .map(|&k| id(&stream.columns()[k].name))
             .collect::<Vec<_>>()
     };
-    let dup_probe = Query::select()
-        .expr(Expr::cust("1::bigint"))
-        .from(table(schema, &stage))
-        .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-        .and_where(Expr::col(id(STATE)).ne(REJECTED))
-        .group_by_columns(key_cols())
-        .and_having(Expr::col(id(SEQ)).count().gt(1i64))
-        .limit(1)
-        .to_owned();
+    let has_duplicates = if row.staged_count <= GROUPED_PROBE_ROWS {
+        let probe = Query::select()
+            .expr(Expr::cust("1::bigint"))
+            .from(table(schema, &stage))
+            .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+            .and_where(Expr::col(id(STATE)).ne(REJECTED))
+            .group_by_columns(key_cols())
+            .and_having(Expr::col(id(SEQ)).count().gt(1i64))
+            .limit(1)
+            .to_owned();
+        sql::query_i64(tx, &probe).await?.is_some()
+    } else {
+        let mut unique = Index::create();
+        unique
+            .name(format!("{stage}_unique"))
+            .table(table(schema, &stage))
+            .unique()
+            .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
+            .and_where(Expr::col(id(STATE)).ne(REJECTED));
+        for c in key_cols() {
+            unique.col(c);
+        }
+        fails_unique(tx, &unique.to_string(PostgresQueryBuilder)).await?
+    };
     let mut duplicates = 0;
-    if sql::query_i64(tx, &dup_probe).await?.is_some() {
+    if has_duplicates {
         let mut window = WindowStatement::new();
         OverStatement::partition_by_columns(
             &mut window,
@@ -573,20 +615,21 @@ pub(crate) async fn validate(
     })
 }
 
-/// True when rows were staged after the last validation.
+/// True when rows were staged after the last validation (the newest row's sequence number,
+/// found from the end of the sequence's index, is past the validated one).
 pub(crate) async fn has_unvalidated(
     tx: &Transaction<'_>,
     schema: &str,
     row: &RunRow,
 ) -> Result<bool> {
     let q = Query::select()
-        .expr(Expr::cust("1::bigint"))
+        .expr(Expr::col(id(SEQ)).max())
         .from(table(schema, &row.table()))
         .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-        .and_where(Expr::col(id(SEQ)).gt(row.validated_seq))
-        .limit(1)
         .to_owned();
-    Ok(sql::query_i64(tx, &q).await?.is_some())
+    Ok(sql::query_i64(tx, &q)
+        .await?
+        .is_some_and(|high| high > row.validated_seq))
 }
 
 /// Moves the rows validation set aside into the quarantine table; returns how many.
