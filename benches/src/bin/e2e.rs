@@ -56,6 +56,25 @@ async fn admin(url: &str, path: &str) -> sync_core::Result<serde_json::Value> {
     client.execute(&request).await?.json()
 }
 
+/// Drops the schema a PostgreSQL measurement used (`url#schema`; the name is ours,
+/// `e2e_<n>_<pid>`), so repeated sittings do not fill the cluster.
+async fn drop_schema(db: &str) {
+    let (url, schema) = db.split_once('#').expect("postgres url#schema");
+    assert!(schema
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+            if let Err(e) = client.batch_execute(&drop).await {
+                eprintln!("could not drop schema {schema}: {e}");
+            }
+        }
+        Err(e) => eprintln!("could not drop schema {schema}: {e}"),
+    }
+}
+
 /// One phase in this (child) process; prints its JSON line.
 async fn child(
     target: &str,
@@ -197,6 +216,9 @@ async fn main() -> sync_core::Result<()> {
                     json!((result["rows_read"].as_f64().unwrap_or(0.0) / secs).round());
                 println!("{result}");
                 table.push(result);
+            }
+            if target != "sqlite" {
+                drop_schema(&db).await;
             }
         }
     }
