@@ -38,37 +38,138 @@ fn in_stage(schema: &str, stream: &StreamSchema, stage: &str, kind: i16) -> Expr
     )
 }
 
-/// Into a target that holds no row, validated rows (one per key) are plain inserts: no
-/// conflict check or guard per row. Returns the rows inserted, or `None` when the target is
-/// not empty, or a writer outside this run inserted a key meanwhile (the savepoint undoes the
-/// attempt and the caller upserts).
-async fn insert_into_empty(
-    tx: &Transaction<'_>,
-    schema: &str,
-    name: &str,
-    columns: &[sea_query::Alias],
-    select: &SelectStatement,
-) -> Result<Option<u64>> {
+/// `"name"`, quoted as sea-query quotes identifiers.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn is_empty(tx: &Transaction<'_>, schema: &str, name: &str) -> Result<bool> {
     let any = Query::select()
         .expr(Expr::cust("1::bigint"))
         .from(table(schema, name))
         .limit(1)
         .to_owned();
-    if sql::query_i64(tx, &any).await?.is_some() {
+    Ok(sql::query_i64(tx, &any).await?.is_none())
+}
+
+/// The name of the target's primary-key constraint when it is exactly what `ALTER TABLE ..
+/// ADD CONSTRAINT name PRIMARY KEY (key)` would build again: on the stream's key columns in
+/// order, a plain b-tree of default operator classes and collations, no INCLUDE, storage
+/// option or tablespace of its own, not deferrable, clustered or the replica identity, and
+/// nothing (a foreign key, a constraint) depending on its index. `None` otherwise.
+async fn rebuildable_key(
+    tx: &Transaction<'_>,
+    schema: &str,
+    stream: &StreamSchema,
+) -> Result<Option<String>> {
+    let key: Vec<String> = stream
+        .primary_key()
+        .iter()
+        .map(|&k| stream.columns()[k].name.clone())
+        .collect();
+    let probe = Query::select()
+        .expr(Expr::cust_with_values(
+            "(SELECT c.conname::text FROM pg_constraint c \
+               JOIN pg_class t ON t.oid = c.conrelid \
+               JOIN pg_namespace n ON n.oid = t.relnamespace \
+               JOIN pg_index i ON i.indexrelid = c.conindid \
+               JOIN pg_class ic ON ic.oid = c.conindid \
+             WHERE n.nspname = $1 AND t.relname = $2 AND t.relkind = 'r' \
+               AND c.contype = 'p' AND NOT c.condeferrable \
+               AND NOT i.indisclustered AND NOT i.indisreplident \
+               AND i.indnatts = i.indnkeyatts AND i.indexprs IS NULL AND i.indpred IS NULL \
+               AND ic.reloptions IS NULL AND ic.reltablespace = 0 \
+               AND ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(att, ord) \
+                         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.att ORDER BY k.ord) \
+                   = ARRAY(SELECT j.e FROM jsonb_array_elements_text($3::text::jsonb) WITH ORDINALITY j(e, ord) ORDER BY j.ord) \
+               AND NOT EXISTS (SELECT 1 FROM unnest(i.indclass::oid[]) oc(o) \
+                               JOIN pg_opclass op ON op.oid = oc.o WHERE NOT op.opcdefault) \
+               AND ARRAY(SELECT unnest(i.indcollation::oid[])) = ARRAY(SELECT a.attcollation FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(att, ord) \
+                         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.att ORDER BY k.ord) \
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = t.oid) \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass \
+                               AND d.refobjid = c.conindid AND d.deptype = 'n'))",
+            [
+                sea_query::Value::from(schema.to_string()),
+                sea_query::Value::from(stream.name().to_string()),
+                sea_query::Value::from(serde_json::to_string(&key)?),
+            ],
+        ))
+        .to_owned();
+    let rows = sql::query(tx, &probe).await?;
+    match rows.first() {
+        Some(r) => r
+            .try_get::<_, Option<String>>(0)
+            .map_err(crate::error::classify),
+        None => Ok(None),
+    }
+}
+
+/// Into a target that holds no row, validated rows (one per key) are plain inserts: no
+/// conflict check or guard per row. When its primary key can be built again exactly
+/// ([`rebuildable_key`]), it is dropped for the insert and added back after it, one sort
+/// instead of a million index insertions; the drop locks the target until the commit, so
+/// readers wait for the promotion (and then see every row) instead of reading the empty
+/// table meanwhile. Returns the rows inserted, or `None` when the target is not empty, or a
+/// writer outside this run inserted a key meanwhile (the savepoint undoes the attempt and the
+/// caller upserts).
+async fn insert_into_empty(
+    tx: &Transaction<'_>,
+    schema: &str,
+    stream: &StreamSchema,
+    columns: &[sea_query::Alias],
+    select: &SelectStatement,
+) -> Result<Option<u64>> {
+    let name = stream.name();
+    if !is_empty(tx, schema, name).await? {
         return Ok(None);
     }
+    let rebuilt = rebuildable_key(tx, schema, stream).await?;
     let insert = Query::insert()
         .into_table(table(schema, name))
         .columns(columns.to_vec())
         .select_from(select.clone())
         .map_err(|e| Error::internal("cannot build the promote statement").with_source(e))?
         .to_owned();
-    sql::ddl(tx, "SAVEPOINT \"__sync_insert\"").await?;
     let (insert_sql, values) = insert.build_postgres(PostgresQueryBuilder);
-    match tx.execute(insert_sql.as_str(), &values.as_params()).await {
-        Ok(inserted) => {
+    // ALTER TABLE is not a statement sea-query builds for constraints; identifiers are quoted
+    // the way it quotes them.
+    let target = format!("{}.{}", quoted(schema), quoted(name));
+    let key = stream
+        .primary_key()
+        .iter()
+        .map(|&k| quoted(&stream.columns()[k].name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sql::ddl(tx, "SAVEPOINT \"__sync_insert\"").await?;
+    let attempt = async {
+        if let Some(pk) = &rebuilt {
+            let drop = format!("ALTER TABLE {target} DROP CONSTRAINT {}", quoted(pk));
+            tx.batch_execute(&drop).await?;
+            // Under the lock the drop took: a writer may have inserted since the first look.
+            let any = format!("SELECT 1 FROM {target} LIMIT 1");
+            if !tx.query(any.as_str(), &[]).await?.is_empty() {
+                return Ok(None);
+            }
+        }
+        let inserted = tx.execute(insert_sql.as_str(), &values.as_params()).await?;
+        if let Some(pk) = &rebuilt {
+            let add = format!(
+                "ALTER TABLE {target} ADD CONSTRAINT {} PRIMARY KEY ({key})",
+                quoted(pk)
+            );
+            tx.batch_execute(&add).await?;
+        }
+        Ok::<_, tokio_postgres::Error>(Some(inserted))
+    };
+    match attempt.await {
+        Ok(Some(inserted)) => {
             sql::ddl(tx, "RELEASE SAVEPOINT \"__sync_insert\"").await?;
             Ok(Some(inserted))
+        }
+        Ok(None) => {
+            sql::ddl(tx, "ROLLBACK TO SAVEPOINT \"__sync_insert\"").await?;
+            Ok(None)
         }
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             sql::ddl(tx, "ROLLBACK TO SAVEPOINT \"__sync_insert\"").await?;
@@ -191,7 +292,7 @@ pub(crate) async fn promote(
         .and_where(Expr::col(id(STATE)).ne(REJECTED))
         .to_owned();
     let (mut report, was_empty) =
-        match insert_into_empty(tx, schema, name, &columns, &select).await? {
+        match insert_into_empty(tx, schema, &stream, &columns, &select).await? {
             Some(inserted) => (
                 PromoteReport {
                     inserted,
@@ -204,11 +305,20 @@ pub(crate) async fn promote(
                 false,
             ),
         };
-    let deletes = Query::delete()
-        .from_table(table(schema, name))
-        .and_where(in_stage(schema, &stream, &stage, KIND_DELETE))
-        .to_owned();
-    report.deleted = execute(tx, &deletes).await?;
+    // The staging table holds exactly the recorded count of rows (begin checks it, every
+    // change moves it). When the rows just applied are all of them, no delete key and no row
+    // set aside is there: neither is looked for.
+    let applied = report.inserted + report.updated + report.unchanged;
+    let rest = u64::try_from(row.staged_count)
+        .unwrap_or(0)
+        .saturating_sub(applied);
+    if rest > 0 {
+        let deletes = Query::delete()
+            .from_table(table(schema, name))
+            .and_where(in_stage(schema, &stream, &stage, KIND_DELETE))
+            .to_owned();
+        report.deleted = execute(tx, &deletes).await?;
+    }
     match mode {
         // The target held nothing before: every row in it now came from this snapshot.
         PromoteMode::Replace(_) if was_empty => {}
@@ -225,7 +335,9 @@ pub(crate) async fn promote(
         }
         PromoteMode::Upsert => {}
     }
-    report.quarantined = quarantine_rejected(tx, schema, run, &stage, &stream).await?;
+    if rest > 0 {
+        report.quarantined = quarantine_rejected(tx, schema, run, &stage, &stream).await?;
+    }
     report.checkpoint_version = apply_commit(
         tx,
         schema,

@@ -477,26 +477,37 @@ pub(crate) async fn validate(
         ));
     }
     let mut quarantined = 0;
-    // One probe finds out whether any new row lacks a required value (rarely); only then is
-    // each column's reason written.
+    // One scan counts the live rows and finds out whether any new row lacks a required value
+    // (rarely); only then is each column's reason written. The rows left to promote are that
+    // count less what validation sets aside, so no second scan counts them.
+    let live = Expr::col(id(KIND))
+        .eq(KIND_ROW)
+        .and(Expr::col(id(STATE)).ne(REJECTED));
     let any_null = required
         .iter()
         .map(|(c, _)| Expr::col(id(&stream.columns()[*c].name)).is_null())
-        .reduce(|a, b| a.or(b));
-    if let Some(any_null) = any_null {
-        let probe = Query::select()
-            .expr(Expr::cust("1::bigint"))
-            .from(table(schema, &stage))
-            .and_where(Expr::col(id(KIND)).eq(KIND_ROW))
-            .and_where(fresh())
-            .and_where(any_null)
-            .limit(1)
-            .to_owned();
-        if sql::query_i64(tx, &probe).await?.is_some() {
-            for (c, reason) in &required {
-                let null = Expr::col(id(&stream.columns()[*c].name)).is_null();
-                quarantined += reject(tx, schema, &stage, null.and(fresh()), reason).await?;
-            }
+        .reduce(|a, b| a.or(b))
+        .unwrap_or_else(|| Expr::cust("false"));
+    let lacking = Expr::col(id(KIND)).eq(KIND_ROW).and(fresh()).and(any_null);
+    let scan = Query::select()
+        .expr(Expr::case(live, Expr::cust("1")).count())
+        .expr(Expr::case(lacking, Expr::cust("1")).count())
+        .from(table(schema, &stage))
+        .to_owned();
+    let counts = sql::query(tx, &scan).await?;
+    let count_at = |i: usize| -> Result<u64> {
+        let n = counts
+            .first()
+            .map(|r| r.try_get::<_, i64>(i))
+            .transpose()
+            .map_err(classify)?;
+        Ok(n.unwrap_or(0) as u64)
+    };
+    let (live_rows, lacking_rows) = (count_at(0)?, count_at(1)?);
+    if lacking_rows > 0 {
+        for (c, reason) in &required {
+            let null = Expr::col(id(&stream.columns()[*c].name)).is_null();
+            quarantined += reject(tx, schema, &stage, null.and(fresh()), reason).await?;
         }
     }
     if !rules.rules.is_empty() {
@@ -607,9 +618,8 @@ pub(crate) async fn validate(
         .to_owned();
     execute(tx, &mark).await?;
     adjust_staged_count(tx, schema, &row, Some(-(duplicates as i64))).await?;
-    let valid = count_live(tx, schema, &stage).await?;
     Ok(ValidationReport {
-        valid,
+        valid: live_rows.saturating_sub(quarantined + duplicates),
         duplicates_dropped: duplicates,
         quarantined,
     })

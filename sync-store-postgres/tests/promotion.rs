@@ -187,3 +187,90 @@ async fn into_an_empty_target_deletes_still_apply_and_a_later_replace_deletes_th
     assert_eq!(target[0], item("k000001", 2, None));
     (*store).clone().drop_schema().await.unwrap();
 }
+
+/// The primary-key constraint of `schema.items`: its name and its index's OID.
+async fn primary_key(admin: &tokio_postgres::Client, schema: &str) -> (String, u32) {
+    let row = admin
+        .query_one(
+            "SELECT c.conname::text, c.conindid FROM pg_constraint c \
+             JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+             WHERE n.nspname = $1 AND t.relname = 'items' AND c.contype = 'p'",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn the_key_of_an_empty_target_is_built_again_unless_something_depends_on_it() {
+    let Some(store) = store("rebuilt_key").await else {
+        return eprintln!("skipped: SYNC_TEST_POSTGRES_URL is not set");
+    };
+    let url = std::env::var("SYNC_TEST_POSTGRES_URL").unwrap();
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let schema = store.schema_name().to_string();
+    store.ensure_stream(&keyed_schema("items")).await.unwrap();
+    let before = primary_key(&admin, &schema).await;
+    let (run, fence, at) = staged(&store, "rebuilt", None, vec![(items(0..50, 1), vec![])]).await;
+    store
+        .validate(&run, &ValidationRules::default())
+        .await
+        .unwrap();
+    let promote = |run, fence, from: Position, to: Position, expected| {
+        let store = store.clone();
+        async move {
+            store
+                .promote(
+                    &run,
+                    &PromoteMode::Replace(ReplaceScope::All),
+                    &commit("rebuilt", expected, fence, from, to),
+                    true,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        promote(run, fence, Position::Start, at.clone(), None)
+            .await
+            .inserted,
+        50
+    );
+    let after = primary_key(&admin, &schema).await;
+    assert_eq!(after.0, before.0, "the same constraint name");
+    assert_ne!(after.1, before.1, "its index was built again");
+    assert_eq!(store.read_target("items").await.unwrap().len(), 50);
+
+    // Emptied, and referenced by a foreign key: the key stays as it is.
+    admin
+        .batch_execute(&format!(
+            "DELETE FROM \"{schema}\".items; \
+             CREATE TABLE \"{schema}\".refs (item text REFERENCES \"{schema}\".items (id))"
+        ))
+        .await
+        .unwrap();
+    let (run, _, _) = staged(
+        &store,
+        "rebuilt",
+        Some(fence),
+        vec![(items(0..20, 2), vec![])],
+    )
+    .await;
+    store
+        .validate(&run, &ValidationRules::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        promote(run, fence, at.clone(), at, Some(1)).await.inserted,
+        20
+    );
+    assert_eq!(primary_key(&admin, &schema).await, after, "untouched");
+    let target = store.read_target("items").await.unwrap();
+    assert_eq!(target.len(), 20);
+    assert_eq!(target[0], item("k000000", 2, None));
+    (*store).clone().drop_schema().await.unwrap();
+}
