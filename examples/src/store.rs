@@ -19,6 +19,16 @@ pub struct EngineStore {
     pub queue: Arc<dyn JobQueue>,
 }
 
+impl EngineStore {
+    fn of<S: Stager + Checkpoint>(store: Arc<S>, queue: Arc<dyn JobQueue>) -> Self {
+        EngineStore {
+            stager: store.clone(),
+            checkpoints: store,
+            queue,
+        }
+    }
+}
+
 /// The store of `url`: `sqlite://FILE` (or `sqlite:FILE`) or `postgres://...`
 /// (`postgresql://` too; workers on many machines can share it).
 pub async fn open_engine_store(url: &str) -> Result<EngineStore> {
@@ -33,22 +43,12 @@ pub async fn open_engine_store(url: &str) -> Result<EngineStore> {
         }
         let store = SqliteStore::open(SqliteConfig::new(path)).await?;
         let queue = Arc::new(store.job_queue());
-        let store = Arc::new(store);
-        return Ok(EngineStore {
-            stager: store.clone(),
-            checkpoints: store,
-            queue,
-        });
+        return Ok(EngineStore::of(Arc::new(store), queue));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PostgresStore::open(PostgresConfig::new(url)).await?;
         let queue = Arc::new(store.job_queue());
-        let store = Arc::new(store);
-        return Ok(EngineStore {
-            stager: store.clone(),
-            checkpoints: store,
-            queue,
-        });
+        return Ok(EngineStore::of(Arc::new(store), queue));
     }
     Err(Error::config(
         "the database url must start with sqlite:// or postgres://",

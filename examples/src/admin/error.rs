@@ -37,6 +37,13 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
     }
 
+    /// A reply's JSON; a value that does not serialize is a 500 `internal`.
+    pub fn json(value: impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
+        serde_json::to_value(value).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })
+    }
+
     /// 401 `unauthorized`.
     pub fn unauthorized() -> Self {
         ApiError::new(

@@ -56,10 +56,7 @@ pub(super) async fn incremental_sync(
 /// `GET /admin/sync-status`: every integration, checkpoint and job count.
 pub(super) async fn sync_status(State(state): State<AdminState>) -> Reply {
     let status = state.jobs.status(&JobScope::all()).await?;
-    Ok((
-        StatusCode::OK,
-        Json(serde_json::to_value(status).map_err(|e| ApiError::invalid(e.to_string()))?),
-    ))
+    Ok((StatusCode::OK, Json(ApiError::json(status)?)))
 }
 
 /// The body of `POST /admin/table-migration`.

@@ -211,7 +211,7 @@ pub(super) async fn status(
     Params(query): Params<ScopeBody>,
 ) -> Reply {
     let status = state.jobs.status(&query.scope(&provider)?).await?;
-    ok(serde_json::to_value(status).map_err(|e| ApiError::invalid(e.to_string()))?)
+    ok(ApiError::json(status)?)
 }
 
 /// The query of `GET /{provider}/sync/history`.
@@ -238,7 +238,7 @@ pub(super) async fn history(
     }
     let key = JobKey::new(provider, query.tenant, query.stream)?;
     let history = state.jobs.history(&key, query.limit).await?;
-    ok(serde_json::to_value(history).map_err(|e| ApiError::invalid(e.to_string()))?)
+    ok(ApiError::json(history)?)
 }
 
 /// The body of `POST /{provider}/sync/replay`.

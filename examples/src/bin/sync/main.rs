@@ -14,7 +14,6 @@
 mod cli;
 mod output;
 mod quick;
-mod store;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use std::sync::Arc;
 use clap::Parser;
 use sync_connectors::rest::{Pipeline, PipelineConfig};
 use sync_core::{Checkpoint, Error, ErrorKind};
+use sync_examples::store::{open_engine_store, EngineStore};
 
 use cli::{Cli, Command, RunArgs};
 
@@ -136,7 +136,7 @@ async fn open(
     let config = PipelineConfig::from_path(path)?;
     let url = database_url(&config, database)?;
     let pipeline = Pipeline::new(config)?;
-    let (_, checkpoints) = store::open(&url).await?;
+    let checkpoints = open_engine_store(&url).await?.checkpoints;
     Ok((pipeline, checkpoints))
 }
 
@@ -168,7 +168,11 @@ async fn run(args: RunArgs, json: bool) -> sync_core::Result<u8> {
     for s in &args.streams {
         known_sync(&pipeline, s)?;
     }
-    let (stager, checkpoints) = store::open(&url).await?;
+    let EngineStore {
+        stager,
+        checkpoints,
+        ..
+    } = open_engine_store(&url).await?;
     let only = (!args.streams.is_empty()).then_some(args.streams.as_slice());
     let display = output::RunDisplay::new(json, &pipeline, only);
     let report = pipeline
