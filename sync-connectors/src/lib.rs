@@ -11,13 +11,18 @@
 //!   field is the cursor, as serde data (TOML or JSON);
 //! - the vendor connectors, one feature each: [`square`], [`oracle`] (Oracle Fusion Cloud),
 //!   [`cisco`] (Cisco IoT Control Center), [`dataverse`] (a Dynamics 365 sink) and [`sqs`]
-//!   (SNS-wrapped SQS messages into a change queue).
+//!   (SNS-wrapped SQS messages into a change queue);
+//! - [`fakes`] (feature `fakes`): loopback fakes of those vendor APIs, each a real HTTP server
+//!   on 127.0.0.1 that reproduces the documented contract (auth, paging, cursors, limits,
+//!   errors), for your own tests and for the runnable examples.
 
 pub mod http;
 pub mod rest;
 
 #[cfg(feature = "cisco")]
 pub mod cisco;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 #[cfg(feature = "dataverse")]
 pub mod dataverse;
 #[cfg(feature = "oracle")]
