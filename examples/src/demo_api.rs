@@ -12,6 +12,7 @@
 //! Each record's JSON is serialized once (and again when it changes), so a page is a
 //! concatenation of ready bytes and serving costs little next to the sync being shown.
 
+mod gate;
 mod record;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use sync_connectors::rest::{
 use sync_core::{Column, ColumnType, Row, SourceOrdering};
 use tokio::sync::oneshot;
 
+use gate::Gate;
 use record::{Record, DAY_MS, T0_MS};
 
 /// The largest page `/items` serves; larger limits are clamped to it.
@@ -187,6 +189,7 @@ struct Shared {
     world: RwLock<World>,
     requests: AtomicU64,
     items_served: AtomicU64,
+    gate: Gate,
 }
 
 impl Shared {
@@ -219,7 +222,8 @@ async fn items(
     State(api): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    api.requests.fetch_add(1, Ordering::Relaxed);
+    let n = api.requests.fetch_add(1, Ordering::Relaxed);
+    api.gate.pass(n).await;
     let page = api.read().page(&q);
     match page {
         Ok((body, count)) => {
@@ -298,6 +302,7 @@ impl DemoApi {
             world: RwLock::new(World::new(records)),
             requests: AtomicU64::new(0),
             items_served: AtomicU64::new(0),
+            gate: Gate::new(),
         });
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
@@ -388,15 +393,35 @@ impl DemoApi {
             .collect()
     }
 
-    /// Requests `/items` has answered.
+    /// Requests `/items` has received.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Holds every `/items` request after the first `served` ones (counted since the start)
+    /// until [`DemoApi::release`]: a sync paging through the API is then provably mid-run,
+    /// its earlier pages answered, the next one waiting.
+    pub fn hold_after(&self, served: u64) {
+        self.shared.gate.hold_from(served);
+    }
+
+    /// Lets held requests (and every later one) through.
+    pub fn release(&self) {
+        self.shared.gate.release();
+    }
+
+    /// Resolves once a request is being held.
+    pub async fn wait_held(&self) {
+        self.shared.gate.wait_held().await;
     }
 }
 
 impl Drop for DemoApi {
-    /// Stops accepting, lets open connections finish and waits for the server thread.
+    /// Releases held requests, stops accepting, lets open connections finish and waits for
+    /// the server thread.
     fn drop(&mut self) {
+        // A held request would keep its connection, and so the graceful shutdown, open.
+        self.shared.gate.release();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

@@ -8,7 +8,9 @@
 //!
 //! - [`engine`]: a job runner for REST streams ([`engine::Catalog`], [`engine::RestJobRunner`]).
 //! - [`admin`]: the admin HTTP API over the job queue (seed 003's sync engine, seed 001's
-//!   admin endpoints).
+//!   admin endpoints), and [`admin::AdminClient`], a typed client of it.
+//! - [`service`]: the admin API and workers in one process ([`service::EngineService`]).
+//! - [`venue_engine`]: seed 003 end to end, driven over HTTP (the `venue-engine` binary).
 //!
 //! The `quickstart` binary syncs it into SQLite: a full sync, 1% of the records changed, a
 //! crash in the middle of the incremental sync, and the resume.
@@ -16,4 +18,6 @@
 pub mod admin;
 pub mod demo_api;
 pub mod engine;
+pub mod service;
 pub mod store;
+pub mod venue_engine;

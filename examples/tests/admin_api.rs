@@ -155,7 +155,7 @@ async fn trigger_run_status_and_history_over_http() {
         .unwrap()
         .iter()
         .any(|e| e["event"] == "run_finished"));
-    let target = h.store.read_target("items").await.unwrap();
+    let target = h.store.read_target("items__venue-1").await.unwrap();
     assert_eq!(target.len(), RECORDS);
 
     // After 1% changed, an incremental sync through the seed-001 endpoint moves only those.
@@ -385,8 +385,13 @@ async fn foundation_sync_and_table_migration() {
     h.integrate("venue-1", json!(["items"])).await;
     let (status, tables) = h.post("/admin/table-migration", json!({})).await;
     assert_eq!(status, 200);
-    assert_eq!(tables["tables"], json!(["demo/items"]));
-    assert!(h.store.read_target("items").await.unwrap().is_empty());
+    assert_eq!(tables["tables"], json!(["demo/items__venue-1"]));
+    assert!(h
+        .store
+        .read_target("items__venue-1")
+        .await
+        .unwrap()
+        .is_empty());
     let (status, body) = h
         .post(
             "/admin/foundation-sync",
@@ -397,5 +402,8 @@ async fn foundation_sync_and_table_migration() {
     assert_eq!(body["jobs"][0]["job"]["action"]["strategy"], "full");
     let done = h.worker.run_one().await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.last_error);
-    assert_eq!(h.store.read_target("items").await.unwrap().len(), RECORDS);
+    assert_eq!(
+        h.store.read_target("items__venue-1").await.unwrap().len(),
+        RECORDS
+    );
 }

@@ -93,6 +93,26 @@ impl Value {
         }
     }
 
+    /// True when both hold the same data, JSON compared as documents rather than as text:
+    /// a store may keep JSON in a normalized form (PostgreSQL's `jsonb` reorders keys and
+    /// drops whitespace), so `{"b":1,"a":2}` read back as `{"a": 2, "b": 1}` is the same
+    /// data. Every other type compares as `==` does.
+    pub fn same_data(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Json(a), Value::Json(b)) => {
+                a == b
+                    || matches!(
+                        (
+                            serde_json::from_str::<serde_json::Value>(a),
+                            serde_json::from_str::<serde_json::Value>(b),
+                        ),
+                        (Ok(x), Ok(y)) if x == y
+                    )
+            }
+            (a, b) => a == b,
+        }
+    }
+
     /// Orders two values of the same type; NULL sorts first. Values of different types do
     /// not compare (`None`), and neither do NaN floats.
     pub fn compare(&self, other: &Value) -> Option<Ordering> {
@@ -262,6 +282,22 @@ pub fn parse_timestamp(text: &str) -> std::result::Result<DateTime<Utc>, chrono:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_data_compares_json_as_documents() {
+        use crate::record::Row;
+        let wire = Value::Json(r#"{"b":1,"a":[2,{"c":null}]}"#.into());
+        let normalized = Value::Json(r#"{"a": [2, {"c": null}], "b": 1}"#.into());
+        assert!(wire.same_data(&normalized));
+        assert_ne!(wire, normalized, "the text differs");
+        assert!(!wire.same_data(&Value::Json(r#"{"a":[2],"b":1}"#.into())));
+        assert!(!Value::Json("{".into()).same_data(&Value::Json("{ ".into())));
+        assert!(Value::from(3).same_data(&Value::from(3)));
+        assert!(!Value::Text("{}".into()).same_data(&Value::Json("{}".into())));
+        let row = |v: &Value| Row::new(vec![Value::from("k"), v.clone()]);
+        assert!(row(&wire).same_data(&row(&normalized)));
+        assert!(!row(&wire).same_data(&Row::new(vec![Value::from("k")])));
+    }
 
     #[test]
     fn timestamps_in_vendor_formats_parse_to_the_same_instant() {

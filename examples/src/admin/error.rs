@@ -72,7 +72,13 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, "admin request failed");
         }
-        ApiError::new(status, code, e.to_string())
+        // The code says what the kind said; the message is the rest of the error's text.
+        let text = e.to_string();
+        let message = text
+            .strip_prefix(e.kind().as_str())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .unwrap_or(&text);
+        ApiError::new(status, code, message)
     }
 }
 

@@ -20,6 +20,7 @@
 //! Every route needs `Authorization: Bearer <token>`. Errors are JSON with a stable code
 //! ([`ApiError`]); a request that fails validation changes nothing.
 
+mod client;
 mod error;
 mod extract;
 mod seed_routes;
@@ -38,6 +39,7 @@ use sync_core::jobs::SyncJobs;
 use sync_core::Stager;
 
 use crate::engine::Catalog;
+pub use client::AdminClient;
 pub use error::ApiError;
 
 /// The largest request body accepted.

@@ -64,7 +64,7 @@ pub(super) async fn put_integration(
         s.validate()?;
     }
     for stream in &integration.streams {
-        state.catalog.source(&provider, stream)?;
+        state.catalog.tenant_source(&integration, stream)?;
     }
     state.jobs.put_integration(&integration).await?;
     ok(json!({ "integration": integration }))

@@ -20,11 +20,11 @@ use std::sync::Arc;
 use clap::Parser;
 use sync_connectors::http::HttpConfig;
 use sync_connectors::rest::PipelineConfig;
-use sync_core::jobs::{SyncJobs, Worker, WorkerConfig};
-use sync_core::{Error, Result, StopSignal};
-use sync_examples::admin::{self, AdminState};
+use sync_core::jobs::WorkerConfig;
+use sync_core::{Error, Result};
 use sync_examples::demo_api::{items_stream, DemoApi};
-use sync_examples::engine::{Catalog, RestJobRunner};
+use sync_examples::engine::Catalog;
+use sync_examples::service::{EngineService, ServiceOptions};
 use sync_examples::store::open_engine_store;
 
 /// The admin API of the sync engine.
@@ -78,36 +78,11 @@ async fn serve(args: Args) -> Result<()> {
         catalog = catalog.with_provider(&pipeline.name, pipeline.streams)?;
     }
     let catalog = Arc::new(catalog);
-    let runner = Arc::new(RestJobRunner::new(
-        catalog.clone(),
-        store.queue.clone(),
-        store.stager.clone(),
-        store.checkpoints.clone(),
-    ));
-    let shutdown = StopSignal::new();
-    let host = std::process::id();
-    let mut workers = Vec::new();
-    for i in 0..args.workers {
-        let worker = Worker::new(
-            store.queue.clone(),
-            runner.clone(),
-            WorkerConfig::new(format!("admin-{host}-{i}")),
-        )?;
-        let stop = shutdown.clone();
-        workers.push(tokio::spawn(async move { worker.run(stop).await }));
-    }
-    let jobs = SyncJobs::new(store.queue.clone(), store.checkpoints.clone());
-    let state = AdminState::new(jobs, catalog.clone(), store.stager.clone(), &token)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            Error::config("cannot listen")
-                .with_context("addr", args.listen)
-                .with_source(e)
-        })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::internal(e.to_string()))?;
+    let mut options = ServiceOptions::new(args.listen, token);
+    options.workers = args.workers;
+    options.worker = WorkerConfig::new(format!("admin-{}", std::process::id()));
+    let service = EngineService::start(&store, catalog.clone(), options).await?;
+    let addr = service.addr();
     println!(
         "sync-admin listening on http://{addr} ({} workers, {})",
         args.workers, args.database
@@ -124,20 +99,9 @@ async fn serve(args: Args) -> Result<()> {
         println!("       -d '{{\"tenant\":\"venue-1\"}}' http://{addr}/demo/sync");
         println!("  curl -s -H \"Authorization: Bearer $SYNC_ADMIN_TOKEN\" 'http://{addr}/demo/sync/status?tenant=venue-1'");
     }
-    let stop = shutdown.clone();
-    let server = axum::serve(listener, admin::router(state)).with_graceful_shutdown(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("stopping: workers finish their batch in flight and release their jobs");
-        stop.stop();
-    });
-    server
-        .await
-        .map_err(|e| Error::internal(format!("the server failed: {e}")))?;
-    for w in workers {
-        if let Ok(Err(e)) = w.await {
-            eprintln!("a worker ended with an error: {e}");
-        }
-    }
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping: workers finish their batch in flight and release their jobs");
+    let stopped = service.shutdown().await;
     drop(demo);
-    Ok(())
+    stopped
 }

@@ -38,6 +38,17 @@ impl Row {
         &mut self.0
     }
 
+    /// True when both rows hold the same data column by column ([`Value::same_data`]:
+    /// JSON compared as documents).
+    pub fn same_data(&self, other: &Row) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(other.0.iter())
+                .all(|(a, b)| a.same_data(b))
+    }
+
     /// The value at a column index.
     pub fn get(&self, index: usize) -> &Value {
         &self.0[index]
