@@ -40,6 +40,7 @@
 mod config;
 mod cursor;
 mod infer;
+mod lookup;
 mod paginate;
 mod pipeline;
 mod request;
@@ -48,6 +49,7 @@ mod window;
 
 pub use config::{CursorConfig, CursorFormat, RestStreamConfig, StrategySpec};
 pub use infer::infer_columns;
+pub use lookup::{LookupConfig, MAX_LOOKUP_CONCURRENCY};
 pub use paginate::{LinkSource, OffsetStop, PageStop, PaginatorConfig, TokenSource};
 pub use pipeline::{Pipeline, PipelineConfig, PipelineReport, StreamOutcome};
 pub use source::RestSource;
