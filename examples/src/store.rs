@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sync_core::jobs::JobQueue;
-use sync_core::{Checkpoint, Error, Result, Stager};
+use sync_core::{ChangeQueue, Checkpoint, Error, Result, Stager};
 use sync_store_postgres::{PostgresConfig, PostgresStore};
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
 
@@ -17,14 +17,18 @@ pub struct EngineStore {
     pub checkpoints: Arc<dyn Checkpoint>,
     /// The job queue.
     pub queue: Arc<dyn JobQueue>,
+    /// The change queue of sequence-window syncs (producers append ids, numbered in commit
+    /// order).
+    pub changes: Arc<dyn ChangeQueue>,
 }
 
 impl EngineStore {
-    fn of<S: Stager + Checkpoint>(store: Arc<S>, queue: Arc<dyn JobQueue>) -> Self {
+    fn of<S: Stager + Checkpoint + ChangeQueue>(store: Arc<S>, queue: Arc<dyn JobQueue>) -> Self {
         EngineStore {
             stager: store.clone(),
-            checkpoints: store,
+            checkpoints: store.clone(),
             queue,
+            changes: store,
         }
     }
 }

@@ -28,11 +28,14 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value as Json};
 use sync_core::RetryPolicy;
 use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use crate::dataverse::{DataverseBuilder, DataverseConfig, EntityMapping};
 use crate::http::{HttpConfig, Secret};
 use ops::{apply, check_headers, error, http_part};
+
+/// The loopback HTTP server the fake runs on (wiremock's); dropping it stops the fake.
+pub use wiremock::MockServer;
 
 /// The Entra ID tenant of the fake.
 pub const TENANT: &str = "contoso-tenant";

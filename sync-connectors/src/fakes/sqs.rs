@@ -35,10 +35,13 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value as Json};
 use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use actions::{delete_batch, receive};
 use sigv4::verify_signature;
+
+/// The loopback HTTP server the fake runs on (wiremock's); dropping it stops the fake.
+pub use wiremock::MockServer;
 
 /// The access key id the fake accepts.
 pub const ACCESS_KEY: &str = "AKIAFAKEFAKEFAKE0001";
