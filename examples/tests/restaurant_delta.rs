@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sync_core::{LedgerStatus, SequenceNo};
 use sync_examples::restaurant_delta::{
     dataverse_key, open_fresh, postgres_engine_store, Backend, Report, RestaurantDelta, Step,
-    ENTITY_SET, QUEUE, SNAPSHOT_IDS, SNAPSHOT_SIZE, STREAM, SYNC,
+    ENTITY_SET, QUEUE, RACE_QUEUE, RACE_SYNC, SNAPSHOT_IDS, SNAPSHOT_SIZE, STREAM, SYNC,
 };
 use sync_examples::store::EngineStore;
 use sync_store_postgres::{PostgresConfig, PostgresStore};
@@ -160,6 +160,39 @@ async fn check(demo: &RestaurantDelta, report: &Report, printed: usize) {
     assert_eq!(hwm.position_while_open, 0);
     assert_eq!(hwm.window_after, (0, 2));
     assert_eq!(hwm.promoted_after, ["125", "945"]);
+
+    // Racing producers on the database's own queue: every entry in exactly one window.
+    let race = report
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Race(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(race.entries, race.producers * race.entries_each);
+    assert!(race.covered_once, "{:?}", race.windows);
+    let raced = store
+        .changes
+        .read_window(
+            RACE_QUEUE,
+            sync_core::Window::new(SequenceNo(0), SequenceNo(1_000)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let numbers: Vec<u128> = raced.iter().map(|e| e.seq.0).collect();
+    assert_eq!(numbers, (1..=race.entries as u128).collect::<Vec<_>>());
+    let state = store
+        .checkpoints
+        .load(RACE_SYNC)
+        .await
+        .unwrap()
+        .unwrap()
+        .state;
+    assert_eq!(
+        state.position,
+        sync_core::Position::Sequence(SequenceNo(race.entries as u128))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use clap::Parser;
 use sync_connectors::http::redact_url;
 use sync_examples::restaurant_delta::{
     open_fresh, Change, HistoryRow, Integrity, Producer, RestaurantDelta, RunStep, Step,
-    ENTITY_SET, POSTGRES_SCHEMA, QUEUE, STREAM,
+    ENTITY_SET, POSTGRES_SCHEMA, QUEUE, RACE_QUEUE, STREAM,
 };
 
 /// Seed 000: sequence windows of a change queue into a table and on to Dataverse.
@@ -87,11 +87,42 @@ fn print_step(step: &Step) {
                 };
                 println!(
                     "                   {:>10}  {:>12}  {via:<14}  {change}",
-                    e.seq, e.id
+                    e.seq.0, e.id
                 );
             }
         }
+        Step::SinkFault { throttled } => {
+            println!();
+            println!("dataverse fault    the next {throttled} $batch requests get 429 Too Many Requests (Retry-After: 0),");
+            println!("                   as many as the sink's attempts: the next delivery fails");
+        }
+        Step::SilentChange { id, seats } => {
+            println!();
+            println!("lost notification  restaurant {id} now has {seats} seats at the core api; no queue entry says so");
+        }
         Step::Run(run) | Step::Replay(run) => print_run(run),
+        Step::Race(r) => {
+            println!();
+            println!(
+                "racing producers   {} producers appended {} entries each to {} while {} runs followed the queue",
+                r.producers, r.entries_each, RACE_QUEUE, r.runs
+            );
+            let windows: Vec<String> = r
+                .windows
+                .iter()
+                .map(|(a, b)| format!("({a}, {b}]"))
+                .collect();
+            println!("                   windows {}", windows.join(" "));
+            println!(
+                "                   {} entries, {}",
+                r.entries,
+                if r.covered_once {
+                    "each in exactly one window: none skipped, none read twice"
+                } else {
+                    "NOT covered exactly once"
+                }
+            );
+        }
         Step::HighWaterMark(h) => {
             println!();
             println!("late commit        producer A took #{} for {} and has not committed; producer B took #{} for {} and committed",
@@ -187,7 +218,7 @@ fn look_inside(url: &str) {
     println!();
     match url.strip_prefix("sqlite://") {
         Some(file) => {
-            println!("look inside        sqlite3 {file} 'SELECT seq, entity FROM _sync_queue ORDER BY seq'");
+            println!("look inside        sqlite3 {file} 'SELECT queue, seq, entity FROM _sync_queue ORDER BY queue, seq'");
             println!("                   sqlite3 {file} \"SELECT status, low, high, rows_read, rows_written FROM _sync_ledger WHERE sync = 'tr/restaurants'\"");
             println!("                   sqlite3 {file} 'SELECT id, name, seats, version FROM {STREAM} ORDER BY id'");
         }

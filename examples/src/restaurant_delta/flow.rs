@@ -16,6 +16,7 @@ use sync_core::{
 use super::core_api::CoreApi;
 use super::high_water::{self, Backend};
 use super::producers::Producers;
+use super::race;
 use super::report::{
     seq, Change, Enqueued, HistoryRow, Integrity, Producer, Report, RunStep, Step,
 };
@@ -157,17 +158,24 @@ impl RestaurantDelta {
             self.dataverse.state().throttle_batches.push_back(0);
         }
         emit(
-            Step::Run(self.run_once("run 2 (Dataverse answers 429)").await?),
+            Step::SinkFault {
+                throttled: SINK_ATTEMPTS,
+            },
             &mut steps,
         );
-        emit(
-            Step::Run(self.run_once("run 3 (redelivery)").await?),
-            &mut steps,
-        );
+        emit(Step::Run(self.run_once("run 2").await?), &mut steps);
+        emit(Step::Run(self.run_once("run 3").await?), &mut steps);
 
         // 828 changes at the core, but its notification never arrives: a replay of window 1
         // fetches it again and pushes it again.
         self.core.update("828", 96)?;
+        emit(
+            Step::SilentChange {
+                id: "828".into(),
+                seats: 96,
+            },
+            &mut steps,
+        );
         emit(
             Step::Replay(
                 self.replay(Window::new(SequenceNo(0), SequenceNo(4))?)
@@ -185,6 +193,11 @@ impl RestaurantDelta {
                 )
                 .await?,
             ),
+            &mut steps,
+        );
+        let ids: Vec<String> = self.core.restaurants().into_iter().map(|r| r.id).collect();
+        emit(
+            Step::Race(race::race(&self.store, self.source.clone(), &ids).await?),
             &mut steps,
         );
         let integrity = self.verify().await?;
@@ -281,7 +294,7 @@ impl RestaurantDelta {
             delivered: (before.1, after.1),
             lookups: self.core.lookup_requests() - lookups,
             rows_written,
-            error: outcome.err().map(|e| e.to_string()),
+            error: outcome.err().map(|e| summary(&e)),
             dataverse_batches: self.dataverse.batches().len() - batches + throttled,
             dataverse_records: self.dataverse.keys(ENTITY_SET).len(),
             history: HistoryRow::of(&ledger),
@@ -312,7 +325,16 @@ impl RestaurantDelta {
     }
 }
 
+/// An error in one line: kind, message and the attempts it took, without the context
+/// pairs (URLs, body excerpts) that `Display` adds.
+fn summary(e: &Error) -> String {
+    match e.context_value("attempts") {
+        Some(n) => format!("{}: {} after {n} attempts", e.kind(), e.message()),
+        None => format!("{}: {}", e.kind(), e.message()),
+    }
+}
+
 /// Retries fast: the loopback services answer at once.
-fn fast_retry() -> RetryPolicy {
+pub(super) fn fast_retry() -> RetryPolicy {
     RetryPolicy::default().with_backoff(Duration::from_millis(1), Duration::from_millis(20))
 }

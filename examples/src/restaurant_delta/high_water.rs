@@ -71,12 +71,12 @@ pub async fn show(
         .collect();
     let mark_while_open = queue.safe_high_water_mark(QUEUE).await?;
     strategy.run(&ctx).await?;
-    let position_while_open = position(&*queue).await?;
+    let position_while_open = position(&queue).await?;
 
     queue.commit_reserved(QUEUE, taken, Key::text(slow))?;
     let mark_after = queue.safe_high_water_mark(QUEUE).await?;
     strategy.run(&ctx).await?;
-    let position_after = position(&*queue).await?;
+    let position_after = position(&queue).await?;
     let promoted_after = queue
         .target_rows(STREAM)
         .iter()

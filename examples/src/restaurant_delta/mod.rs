@@ -35,6 +35,7 @@ mod database;
 mod flow;
 pub mod high_water;
 mod producers;
+mod race;
 mod report;
 mod restaurant;
 
@@ -44,8 +45,8 @@ pub use flow::{restaurant_mapping, RestaurantDelta};
 pub use high_water::Backend;
 pub use producers::Producers;
 pub use report::{
-    dataverse_key, Change, Enqueued, HighWaterMarkStep, HistoryRow, Integrity, Producer, Report,
-    RunStep, Step,
+    dataverse_key, Change, Enqueued, HighWaterMarkStep, HistoryRow, Integrity, Producer, RaceStep,
+    Report, RunStep, Step,
 };
 pub use restaurant::{columns, snapshot, Restaurant, OPENED_LATER, SNAPSHOT_IDS, SNAPSHOT_SIZE};
 
@@ -55,6 +56,10 @@ pub const SYNC: &str = "tr/restaurants";
 pub const SNAPSHOT_SYNC: &str = "tr/restaurants-snapshot";
 /// The change queue.
 pub const QUEUE: &str = "restaurant_changes";
+/// The sync and the change queue of the racing producers.
+pub const RACE_SYNC: &str = "tr/restaurants-race";
+/// The change queue the racing producers append to.
+pub const RACE_QUEUE: &str = "restaurant_changes_race";
 /// The stream and target table.
 pub const STREAM: &str = "restaurants";
 /// The Dataverse entity set.

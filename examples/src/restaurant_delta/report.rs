@@ -132,6 +132,24 @@ pub struct HighWaterMarkStep {
     pub store_guarantee: &'static str,
 }
 
+/// Producers appending concurrently to the database's change queue while the
+/// sequence-window strategy follows it (a sync of its own, no sink).
+#[derive(Debug, Clone)]
+pub struct RaceStep {
+    /// Concurrent producers.
+    pub producers: usize,
+    /// Entries each appended.
+    pub entries_each: usize,
+    /// Runs of the strategy made while they appended (and one after).
+    pub runs: usize,
+    /// The committed windows of the race's sync, in order.
+    pub windows: Vec<(u128, u128)>,
+    /// Entries the queue holds for the race.
+    pub entries: usize,
+    /// True when the windows cover `(0, entries]` exactly once, without gap or overlap.
+    pub covered_once: bool,
+}
+
 /// One step of the example, reported as it happens.
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -155,8 +173,22 @@ pub enum Step {
     Enqueued(Vec<Enqueued>),
     /// A run of the sequence-window strategy.
     Run(RunStep),
+    /// Dataverse is made to refuse the next `$batch` requests.
+    SinkFault {
+        /// Requests answered `429 Too Many Requests` (`Retry-After: 0`).
+        throttled: u32,
+    },
+    /// A restaurant changed at the core API and its notification never arrived.
+    SilentChange {
+        /// The restaurant.
+        id: String,
+        /// Its new number of seats.
+        seats: i64,
+    },
     /// A replay of a past window.
     Replay(RunStep),
+    /// Producers racing on the database's own change queue while runs follow it.
+    Race(RaceStep),
     /// The safe high-water mark against a late commit.
     HighWaterMark(HighWaterMarkStep),
 }
