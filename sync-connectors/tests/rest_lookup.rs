@@ -114,6 +114,109 @@ async fn an_id_that_is_not_a_plain_path_segment_is_percent_encoded() {
     assert_eq!(id_of(&rows[0]), "a/b c");
 }
 
+/// A loopback server of `GET /items/{id}` that measures how many requests are in flight at
+/// once. A request waits until `gate` requests have started (or all `total`), so a correct
+/// client is seen with exactly `gate` in flight; a request counts as done before its answer
+/// is written, so the client's next request cannot overlap it.
+async fn gated_server(gate: usize, total: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (started, inflight, max) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let opened = Arc::new(tokio::sync::Notify::new());
+    let seen = max.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let (started, inflight, max, opened) = (
+                started.clone(),
+                inflight.clone(),
+                max.clone(),
+                opened.clone(),
+            );
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                let id = line
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim_start_matches("/items/")
+                    .to_owned();
+                let now = inflight.fetch_add(1, SeqCst) + 1;
+                max.fetch_max(now, SeqCst);
+                if started.fetch_add(1, SeqCst) + 1 >= gate.min(total) {
+                    opened.notify_waiters();
+                }
+                loop {
+                    let wait = opened.notified();
+                    if started.load(SeqCst) >= gate.min(total) {
+                        break;
+                    }
+                    wait.await;
+                }
+                inflight.fetch_sub(1, SeqCst);
+                let body = Item {
+                    id,
+                    updated_ms: 0,
+                    version: 1,
+                }
+                .json()
+                .to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_id_requests_run_concurrently_up_to_the_configured_bound() {
+    let ids: Vec<String> = (0..10).map(|i| format!("itm-{i:05}")).collect();
+    let asked: Vec<Key> = ids.iter().map(|s| Key::text(s.as_str())).collect();
+    for bound in [1, 3] {
+        let (url, max) = gated_server(bound, ids.len()).await;
+        let lookup = LookupConfig::PerId {
+            path: "/items/{id}".into(),
+            record_path: String::new(),
+            concurrency: bound,
+            query: Default::default(),
+        };
+        let rows = source(items_stream(&url).with_lookup(lookup))
+            .fetch_latest("items", &asked)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.iter().map(id_of).collect::<Vec<_>>(),
+            ids,
+            "in the order asked"
+        );
+        assert_eq!(max.load(std::sync::atomic::Ordering::SeqCst), bound);
+    }
+}
+
 #[tokio::test]
 async fn batch_lookup_sends_at_most_max_ids_per_request_and_left_out_ids_are_absent() {
     let items = Items::new(12);

@@ -8,8 +8,8 @@
 //!
 //! ```no_run
 //! # async fn demo() -> sync_core::Result<()> {
-//! use crate::dataverse::DataverseSink;
-//! use crate::fakes::dataverse::{builder, restaurants, start};
+//! use sync_connectors::dataverse::DataverseSink;
+//! use sync_connectors::fakes::dataverse::{builder, restaurants, start};
 //!
 //! let (server, fake) = start(&[("tr_restaurants", &["tr_restaurantid"])]).await;
 //! let sink = DataverseSink::new(builder(&server).with_entity(restaurants()).build()?)?;

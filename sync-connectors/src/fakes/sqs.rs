@@ -14,8 +14,8 @@
 //! ```no_run
 //! # async fn demo() -> sync_core::Result<()> {
 //! use std::sync::Arc;
-//! use crate::fakes::sqs::{builder, change, start};
-//! use crate::sqs::SqsChangeFeed;
+//! use sync_connectors::fakes::sqs::{builder, change, start};
+//! use sync_connectors::sqs::SqsChangeFeed;
 //! use sync_core::memory::MemoryStore;
 //!
 //! let (server, fake) = start().await;

@@ -16,7 +16,9 @@
 //! believed: a record must carry the id it was asked for (a per-id answer) or one of the ids
 //! asked for, once (a batch answer); anything else (an API that ignores the `ids` parameter
 //! and returns its first page, a key of another type than the change queue's) is a typed
-//! `InvalidInput` error, never a silent delete.
+//! `InvalidInput` error, never a silent delete. What no check can tell apart is a per-id
+//! path that is wrong for every id (each answered 404): try the path with a known id
+//! before pointing a sync at it.
 //!
 //! ```toml
 //! [streams.lookup]
