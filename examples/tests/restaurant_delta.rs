@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use sync_core::{LedgerStatus, SequenceNo};
 use sync_examples::restaurant_delta::{
-    dataverse_key, open_fresh, postgres_engine_store, Backend, Report, RestaurantDelta, Step,
-    ENTITY_SET, QUEUE, RACE_QUEUE, RACE_SYNC, SNAPSHOT_IDS, SNAPSHOT_SIZE, STREAM, SYNC,
+    dataverse_key, open_fresh, postgres_engine_store, Backend, Producer, Report, RestaurantDelta,
+    Step, ENTITY_SET, QUEUE, RACE_QUEUE, RACE_SYNC, SNAPSHOT_IDS, SNAPSHOT_SIZE, STREAM, SYNC,
 };
 use sync_examples::store::EngineStore;
 use sync_store_postgres::{PostgresConfig, PostgresStore};
@@ -50,6 +50,19 @@ async fn check(demo: &RestaurantDelta, report: &Report, printed: usize) {
         .collect();
     let want: Vec<(u128, String)> = (1..).zip(SEED_QUEUE.map(String::from)).collect();
     assert_eq!(seen, want);
+    // 856's notification came twice (its first delete failed) and was appended once.
+    let redelivered: Vec<(&str, usize)> = report
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Enqueued(entries) => Some(entries),
+            _ => None,
+        })
+        .flatten()
+        .filter(|e| e.via == Producer::SnsRedelivered)
+        .map(|e| (e.id.as_str(), e.duplicates))
+        .collect();
+    assert_eq!(redelivered, [("856", 1)]);
 
     // The target equals the core API's latest state, row for row: the snapshot and every
     // restaurant the queue named (828 included, changed after its window without an entry

@@ -75,18 +75,21 @@ fn print_step(step: &Step) {
         Step::Enqueued(entries) => {
             println!();
             println!("change queue       {QUEUE}");
-            println!("                   SequenceNo  RestaurantId  producer        change at the core api");
+            println!("                   SequenceNo  RestaurantId  producer                  change at the core api");
             for e in entries {
                 let via = match e.via {
-                    Producer::Sns => "SNS -> SQS",
-                    Producer::Direct => "direct append",
+                    Producer::Sns => "SNS -> SQS".to_owned(),
+                    Producer::SnsRedelivered => {
+                        format!("SNS -> SQS, delivered {}x", e.duplicates + 1)
+                    }
+                    Producer::Direct => "direct append".to_owned(),
                 };
                 let change = match &e.change {
                     Change::Opened => "opened".to_owned(),
                     Change::Seats(n) => format!("now {n} seats"),
                 };
                 println!(
-                    "                   {:>10}  {:>12}  {via:<14}  {change}",
+                    "                   {:>10}  {:>12}  {via:<24}  {change}",
                     e.seq.0, e.id
                 );
             }

@@ -147,7 +147,7 @@ impl RestaurantDelta {
         let second = [
             ("896", Change::Opened, Producer::Sns),
             ("235", Change::Opened, Producer::Direct),
-            ("856", Change::Opened, Producer::Sns),
+            ("856", Change::Opened, Producer::SnsRedelivered),
             ("591", Change::Opened, Producer::Sns),
             ("859", Change::Opened, Producer::Direct),
         ];

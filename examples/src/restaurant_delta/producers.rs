@@ -64,16 +64,43 @@ impl Producers {
             Change::Opened => core.open(id).map(drop)?,
             Change::Seats(seats) => core.update(id, *seats).map(drop)?,
         }
-        let seq = match via {
-            Producer::Sns => self.via_sns(id).await?,
-            Producer::Direct => self.direct(id).await?,
+        let (seq, duplicates) = match via {
+            Producer::Sns => (self.via_sns(id).await?, 0),
+            Producer::SnsRedelivered => self.via_sns_twice(id).await?,
+            Producer::Direct => (self.direct(id).await?, 0),
         };
         Ok(Enqueued {
             seq,
             id: id.to_owned(),
             via,
             change,
+            duplicates,
         })
+    }
+
+    /// Like [`Producers::via_sns`], but the first `DeleteMessageBatch` fails (as when the
+    /// process dies between the append and the delete): SQS delivers the message again
+    /// after its visibility timeout, and the feed, finding it in its journal with the entry
+    /// appended, only deletes it. Returns the one entry and the duplicates recognised.
+    async fn via_sns_twice(&self, id: &str) -> Result<(SequenceNo, usize)> {
+        self.sqs.publish(id, change(id));
+        self.sqs.state().fail_next_deletes = true;
+        let first = self.feed.poll().await?;
+        let [seq] = first.appended.as_slice() else {
+            return Err(
+                Error::internal("the sqs feed did not append exactly one entry")
+                    .with_context("appended", first.appended.len()),
+            );
+        };
+        // The visibility timeout (30 s on the fake's logical clock) expires.
+        self.sqs.advance(31);
+        let again = self.feed.drain(3).await?;
+        if !again.appended.is_empty() {
+            return Err(Error::internal(
+                "a redelivered notification was appended again",
+            ));
+        }
+        Ok((*seq, again.duplicates))
     }
 
     /// Publishes a notification for `id` to the SNS topic (its message group: the id, so

@@ -15,6 +15,9 @@ use super::ENTITY_SET;
 pub enum Producer {
     /// An SNS notification through the SQS queue, appended by `SqsChangeFeed`.
     Sns,
+    /// An SNS notification whose first delete fails, so SQS delivers it again after the
+    /// visibility timeout (at-least-once); the feed recognises it and appends it once.
+    SnsRedelivered,
     /// A direct `ChangeQueue::append` (a producer inside the same system).
     Direct,
 }
@@ -39,6 +42,8 @@ pub struct Enqueued {
     pub via: Producer,
     /// What changed.
     pub change: Change,
+    /// Deliveries of the notification the feed recognised as already appended.
+    pub duplicates: usize,
 }
 
 /// One row of the history (the window ledger) as the seed's `SynchronizationHistory` shows
