@@ -1,38 +1,7 @@
 //! Look-up by id: the latest state of given records, for the sequence-window strategy's
 //! [`Source::fetch_latest`](sync_core::Source::fetch_latest).
 //!
-//! A change queue names the records that changed; the strategy then asks the API for the
-//! current state of each of them. JSON APIs offer this in one of two shapes, and
-//! [`LookupConfig`] describes either:
-//!
-//! - **one GET per id** (`/restaurants/{id}`), sent with bounded concurrency; a `404` means
-//!   the record no longer exists;
-//! - **one GET per batch** of ids in a query parameter (`/restaurants?ids=1,2,3`), at most
-//!   `max_ids` per request; an id the answer does not hold no longer exists.
-//!
-//! Either way the ids that no longer exist are left out of the answer, which is what the
-//! [`Source`](sync_core::Source) contract asks: the strategy deletes them from the target
-//! and the sink. Because a missing record deletes, every answer is checked before it is
-//! believed: a record must carry the id it was asked for (a per-id answer) or one of the ids
-//! asked for, once (a batch answer); anything else (an API that ignores the `ids` parameter
-//! and returns its first page, a key of another type than the change queue's) is a typed
-//! `InvalidInput` error, never a silent delete. What no check can tell apart is a per-id
-//! path that is wrong for every id (each answered 404): try the path with a known id
-//! before pointing a sync at it.
-//!
-//! ```toml
-//! [streams.lookup]
-//! type = "per_id"
-//! path = "/restaurants/{id}"   # under the stream's base_url; {id} percent-encoded
-//! concurrency = 4
-//!
-//! # or
-//! [streams.lookup]
-//! type = "batch"
-//! path = "/restaurants"        # default: the stream's path
-//! param = "ids"
-//! max_ids = 50
-//! ```
+//! The checks and the two request shapes are documented on [`LookupConfig`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,7 +16,59 @@ use crate::http::{HttpClient, HttpRequest};
 /// The most requests one per-id look-up keeps in flight.
 pub const MAX_LOOKUP_CONCURRENCY: usize = 64;
 
-/// How a REST stream reads the latest state of given ids (see the module documentation).
+/// How a REST stream reads the latest state of given ids.
+///
+/// A change queue names the records that changed; the strategy then asks the API for the
+/// current state of each of them. JSON APIs offer this in one of two shapes, and a
+/// lookup describes either:
+///
+/// - **one GET per id** (`/restaurants/{id}`), sent with bounded concurrency; a `404` means
+///   the record no longer exists;
+/// - **one GET per batch** of ids in a query parameter (`/restaurants?ids=1,2,3`), at most
+///   `max_ids` per request; an id the answer does not hold no longer exists.
+///
+/// Either way the ids that no longer exist are left out of the answer, which is what the
+/// [`Source`](sync_core::Source) contract asks: the strategy deletes them from the target
+/// and the sink. Because a missing record deletes, every answer is checked before it is
+/// believed: a record must carry the id it was asked for (a per-id answer) or one of the ids
+/// asked for, once (a batch answer); anything else (an API that ignores the `ids` parameter
+/// and returns its first page, a key of another type than the change queue's) is a typed
+/// `InvalidInput` error, never a silent delete. What no check can tell apart is a per-id
+/// path that is wrong for every id (each answered 404): try the path with a known id
+/// before pointing a sync at it.
+///
+/// ```
+/// use sync_connectors::rest::{LookupConfig, RestStreamConfig};
+///
+/// let stream: RestStreamConfig = toml::from_str(r#"
+///     name = "restaurants"
+///     base_url = "https://core.example.com"
+///     path = "/restaurants"
+///     records_path = "restaurants"
+///     primary_key = ["id"]
+///     strategy = { kind = "full" }
+///     columns = [{ name = "id", type = "text", nullable = false }]
+///
+///     [lookup]
+///     type = "per_id"
+///     path = "/restaurants/{id}"   # under base_url; the id percent-encoded as one segment
+///     concurrency = 4
+/// "#)?;
+/// stream.validate()?;
+/// assert_eq!(stream.lookup, Some(LookupConfig::per_id("/restaurants/{id}")));
+///
+/// // Or one request per 50 ids: GET /restaurants?ids=1,2,3
+/// let batch: LookupConfig = toml::from_str(r#"
+///     type = "batch"
+///     param = "ids"
+///     max_ids = 50
+/// "#)?;
+/// assert_eq!(batch, LookupConfig::batch("ids"));
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The stream's `headers`, auth and rate limit apply to look-ups; its `query` parameters do
+/// not (they page the list): a look-up has its own fixed `query`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LookupConfig {

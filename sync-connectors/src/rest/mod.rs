@@ -6,6 +6,9 @@
 //! [`PipelineConfig`] file (TOML or JSON) describes many streams into one database and a
 //! [`Pipeline`] runs them concurrently.
 //!
+//! A stream's optional `lookup` ([`LookupConfig`]: one GET per id, or per batch of ids)
+//! serves `fetch_latest`, what the sequence-window strategy reads the changed ids with.
+//!
 //! Pages are decoded straight into rows by the stream's schema
 //! ([`sync_core::record::decode::RowDecoder`]): no `serde_json::Value` tree is built per record.
 //!
