@@ -29,10 +29,16 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args).await {
         Ok(true) => ExitCode::SUCCESS,
+        // The integrity check found a problem (printed).
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("restaurant-delta: {e}");
-            ExitCode::from(3)
+            // 2: a bad database URL or configuration; 3: the run failed.
+            ExitCode::from(if e.kind() == sync_core::ErrorKind::Config {
+                2
+            } else {
+                3
+            })
         }
     }
 }
