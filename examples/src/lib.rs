@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod demo_api;
 pub mod engine;
+pub mod restaurant_delta;
 pub mod service;
 pub mod store;
 pub mod venue_engine;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sync_core::jobs::JobQueue;
-use sync_core::{Checkpoint, Error, Result, Stager};
+use sync_core::{ChangeQueue, Checkpoint, Error, Result, Stager};
 use sync_store_postgres::{PostgresConfig, PostgresStore};
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
 
@@ -17,15 +17,31 @@ pub struct EngineStore {
     pub checkpoints: Arc<dyn Checkpoint>,
     /// The job queue.
     pub queue: Arc<dyn JobQueue>,
+    /// The change queue of sequence-window syncs (producers append ids, numbered in commit
+    /// order).
+    pub changes: Arc<dyn ChangeQueue>,
 }
 
 impl EngineStore {
-    fn of<S: Stager + Checkpoint>(store: Arc<S>, queue: Arc<dyn JobQueue>) -> Self {
+    fn of<S: Stager + Checkpoint + ChangeQueue>(store: Arc<S>, queue: Arc<dyn JobQueue>) -> Self {
         EngineStore {
             stager: store.clone(),
-            checkpoints: store,
+            checkpoints: store.clone(),
             queue,
+            changes: store,
         }
+    }
+
+    /// Every trait of one SQLite store, its job queue included.
+    pub fn sqlite(store: Arc<SqliteStore>) -> Self {
+        let queue = Arc::new(store.job_queue());
+        EngineStore::of(store, queue)
+    }
+
+    /// Every trait of one PostgreSQL store, its job queue included.
+    pub fn postgres(store: Arc<PostgresStore>) -> Self {
+        let queue = Arc::new(store.job_queue());
+        EngineStore::of(store, queue)
     }
 }
 
@@ -42,13 +58,11 @@ pub async fn open_engine_store(url: &str) -> Result<EngineStore> {
             ));
         }
         let store = SqliteStore::open(SqliteConfig::new(path)).await?;
-        let queue = Arc::new(store.job_queue());
-        return Ok(EngineStore::of(Arc::new(store), queue));
+        return Ok(EngineStore::sqlite(Arc::new(store)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PostgresStore::open(PostgresConfig::new(url)).await?;
-        let queue = Arc::new(store.job_queue());
-        return Ok(EngineStore::of(Arc::new(store), queue));
+        return Ok(EngineStore::postgres(Arc::new(store)));
     }
     Err(Error::config(
         "the database url must start with sqlite:// or postgres://",

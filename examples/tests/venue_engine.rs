@@ -89,11 +89,7 @@ async fn walkthrough_on_sqlite() {
             .await
             .unwrap(),
     );
-    let store = EngineStore {
-        stager: sqlite.clone(),
-        checkpoints: sqlite.clone(),
-        queue: Arc::new(sqlite.job_queue()),
-    };
+    let store = EngineStore::sqlite(sqlite);
     let mut lines = vec![];
     let report = venue_engine::run(&store, &options(), &mut |l| lines.push(l))
         .await
@@ -121,11 +117,7 @@ async fn walkthrough_on_postgres() {
             .await
             .unwrap(),
     );
-    let store = EngineStore {
-        stager: pg.clone(),
-        checkpoints: pg.clone(),
-        queue: Arc::new(pg.job_queue()),
-    };
+    let store = EngineStore::postgres(pg.clone());
     let mut lines = vec![];
     let report = venue_engine::run(&store, &options(), &mut |l| lines.push(l))
         .await

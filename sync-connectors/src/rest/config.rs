@@ -10,6 +10,7 @@ use sync_core::{
     StreamSchema,
 };
 
+use super::lookup::LookupConfig;
 use super::paginate::PaginatorConfig;
 use crate::http::{Auth, Method, RateLimit};
 
@@ -86,6 +87,10 @@ pub struct RestStreamConfig {
     /// Rate limit for this stream's credential, when it differs from the pipeline's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// How the latest state of given ids is read (look-up by id), for the sequence-window
+    /// strategy; `None`: the stream has no look-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<LookupConfig>,
 }
 
 impl std::fmt::Debug for RestStreamConfig {
@@ -105,6 +110,7 @@ impl std::fmt::Debug for RestStreamConfig {
             .field("paginator", &self.paginator)
             .field("strategy", &self.strategy)
             .field("auth", &self.auth)
+            .field("lookup", &self.lookup)
             .finish_non_exhaustive()
     }
 }
@@ -286,7 +292,14 @@ impl RestStreamConfig {
             strategy: StrategySpec::default(),
             auth: None,
             rate_limit: None,
+            lookup: None,
         }
+    }
+
+    /// Sets the look-up by id (what the sequence-window strategy needs).
+    pub fn with_lookup(mut self, lookup: LookupConfig) -> Self {
+        self.lookup = Some(lookup);
+        self
     }
 
     /// Sets the records path.
@@ -408,6 +421,9 @@ impl RestStreamConfig {
             .validate(&schema, self.cursor.as_ref(), self.total_field.as_deref())
             .map_err(|e| e.with_context("stream", &self.name))?;
         super::request::check_placeholders(self)?;
+        if let Some(lookup) = &self.lookup {
+            lookup.validate(self, &schema)?;
+        }
         self.strategy.build(&self.name, self.page_size)?;
         Ok(())
     }

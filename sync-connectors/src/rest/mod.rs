@@ -6,6 +6,9 @@
 //! [`PipelineConfig`] file (TOML or JSON) describes many streams into one database and a
 //! [`Pipeline`] runs them concurrently.
 //!
+//! A stream's optional `lookup` ([`LookupConfig`]: one GET per id, or per batch of ids)
+//! serves `fetch_latest`, what the sequence-window strategy reads the changed ids with.
+//!
 //! Pages are decoded straight into rows by the stream's schema
 //! ([`sync_core::record::decode::RowDecoder`]): no `serde_json::Value` tree is built per record.
 //!
@@ -40,6 +43,7 @@
 mod config;
 mod cursor;
 mod infer;
+mod lookup;
 mod paginate;
 mod pipeline;
 mod request;
@@ -48,6 +52,7 @@ mod window;
 
 pub use config::{CursorConfig, CursorFormat, RestStreamConfig, StrategySpec};
 pub use infer::infer_columns;
+pub use lookup::{LookupConfig, MAX_LOOKUP_CONCURRENCY};
 pub use paginate::{LinkSource, OffsetStop, PageStop, PaginatorConfig, TokenSource};
 pub use pipeline::{Pipeline, PipelineConfig, PipelineReport, StreamOutcome};
 pub use source::RestSource;

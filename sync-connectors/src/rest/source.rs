@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sync_core::record::decode::RowDecoder;
 use sync_core::{
-    Error, ErrorKind, Page, PageRequest, PageSelector, Result, Row, Source, SourceCapabilities,
-    SourceOrdering, StrategyKind, StreamSchema, Value,
+    Error, ErrorKind, Key, Page, PageRequest, PageSelector, Result, Row, Source,
+    SourceCapabilities, SourceOrdering, StrategyKind, StreamSchema, Value,
 };
 
 use super::config::RestStreamConfig;
+use super::lookup::Lookup;
 use super::paginate::{lookup, PaginatorConfig, Received};
 use super::request::{build, Bindings};
 use super::window::{Slice, TimeWindowConfig};
@@ -366,11 +367,14 @@ impl Source for RestSource {
         if self.config.paginator.offsets() {
             strategies.push(StrategyKind::Offset);
         }
+        if self.config.lookup.is_some() {
+            strategies.push(StrategyKind::SequenceWindow);
+        }
         SourceCapabilities {
             strategies,
             ordering: self.config.ordering,
             max_page_size: self.config.max_page_size,
-            fetch_latest: false,
+            fetch_latest: self.config.lookup.is_some(),
             keyset: self.config.paginator.keyset(),
         }
     }
@@ -381,6 +385,31 @@ impl Source for RestSource {
         } else {
             Err(self.unknown(stream))
         }
+    }
+
+    /// The latest state of `ids` through the stream's `lookup` (see [`LookupConfig`](super::LookupConfig)):
+    /// each existing id once, ids the API no longer has left out; `Unsupported` without a
+    /// lookup.
+    async fn fetch_latest(&self, stream: &str, ids: &[Key]) -> Result<Vec<Row>> {
+        if stream != self.config.name {
+            return Err(self.unknown(stream));
+        }
+        let Some(config) = &self.config.lookup else {
+            return Err(Error::unsupported(
+                self.name(),
+                "fetch_latest without a lookup",
+            ));
+        };
+        Lookup {
+            config,
+            stream: &self.config,
+            schema: &self.schema,
+            decoder: &self.decoder,
+            client: &self.client,
+        }
+        .fetch(ids)
+        .await
+        .map_err(|e| e.with_context("stream", &self.config.name))
     }
 
     async fn fetch_page(&self, req: &PageRequest) -> Result<Page> {
