@@ -247,10 +247,9 @@ async fn main() -> AnyResult<()> {
         "   target unchanged: {}, checkpoint unchanged: {}",
         permanent.target_unchanged, permanent.checkpoint_unchanged
     );
-    println!(
-        "   the next run resumed and completed: {} devices read, {} written",
-        permanent.then.rows_read, permanent.then.rows_written
-    );
+    println!("   the credentials work again; the next runs resume the staged fill:");
+    run_header();
+    sync.catch_up(&mut |r| run_line(r)).await?;
 
     let check = sync.verify().await?;
     println!(

@@ -169,14 +169,13 @@ pub struct PermanentReport {
     pub retry_class: RetryClass,
     /// The error as displayed (no credentials: the client never puts them in errors).
     pub message: String,
-    /// Pages the failed run had staged before the error (kept for the next run).
+    /// Calls the failed run made before the one answered 401 (their pages stay staged for
+    /// the next run).
     pub calls_before_failure: usize,
     /// The target equals what it was before the failed run.
     pub target_unchanged: bool,
     /// The checkpoint (position and version) equals what it was before the failed run.
     pub checkpoint_unchanged: bool,
-    /// The next run, once the credentials work again.
-    pub then: RunLine,
 }
 
 /// The target checked against the fake.

@@ -220,7 +220,8 @@ impl DeviceSync {
     }
 
     /// Step 5: an incremental sync whose third call is answered 401 fails with a permanent
-    /// error; the target and the checkpoint stay as they were, and the next run completes.
+    /// error; the target and the checkpoint stay as they were (the pages it staged wait for
+    /// the next run: [`DeviceSync::catch_up`]).
     pub async fn permanent_failure(&self) -> Result<PermanentReport> {
         let after = self.checkpoint().await?;
         // More than two pages of changes, so the failure comes after staged pages.
@@ -247,11 +248,6 @@ impl DeviceSync {
             a.as_ref().map(|c| (&c.state, c.version)) == b.as_ref().map(|c| (&c.state, c.version))
         };
         let checkpoint_unchanged = same(&checkpoint_now, &checkpoint_before);
-        let runs = self.until_complete(false, &mut |_| {}).await?;
-        let then = runs
-            .last()
-            .cloned()
-            .ok_or_else(|| Error::internal("no run after the failure"))?;
         Ok(PermanentReport {
             modified,
             kind: error.kind(),
@@ -260,7 +256,12 @@ impl DeviceSync {
             calls_before_failure,
             target_unchanged,
             checkpoint_unchanged,
-            then,
         })
+    }
+
+    /// Incremental syncs until one completes (after a failure, the first resumes the staged
+    /// fill).
+    pub async fn catch_up(&self, each: EachRun<'_>) -> Result<Vec<RunLine>> {
+        self.until_complete(false, each).await
     }
 }
