@@ -88,10 +88,13 @@ impl DeviceSync {
     /// `n` ICCIDs listed once and complete, spread over the fleet (`salt` shifts the pick).
     fn pick(&self, n: usize, salt: usize) -> Vec<String> {
         let devices = self.fake.devices();
+        let mut listings: std::collections::HashMap<&str, usize> = Default::default();
+        for d in &devices {
+            *listings.entry(d.iccid.as_str()).or_default() += 1;
+        }
         let mut eligible: Vec<&Device> = devices
             .iter()
-            .filter(|d| d.null_fields.is_empty())
-            .filter(|d| devices.iter().filter(|o| o.iccid == d.iccid).count() == 1)
+            .filter(|d| d.null_fields.is_empty() && listings[d.iccid.as_str()] == 1)
             .collect();
         eligible.sort_by(|a, b| a.iccid.cmp(&b.iccid));
         if eligible.is_empty() || n == 0 {
