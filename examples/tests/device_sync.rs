@@ -200,6 +200,7 @@ async fn scenario(stager: Arc<dyn Stager>, checkpoints: Arc<dyn Checkpoint>) {
         (ErrorKind::Remote, RetryClass::Permanent)
     );
     assert_eq!(permanent.calls_before_failure, 2);
+    assert_eq!(permanent.error_code.as_deref(), Some("10000001"));
     assert!(permanent.target_unchanged && permanent.checkpoint_unchanged);
     assert!(!permanent.message.contains(API_KEY));
     assert!(!permanent.message.contains("Basic "));

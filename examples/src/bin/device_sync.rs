@@ -240,8 +240,13 @@ async fn main() -> AnyResult<()> {
     println!("\n5. permanent failure: a 401 on the third call");
     let permanent = sync.permanent_failure().await?;
     println!(
-        "   failed ({:?}, {:?}) after {} calls: {}",
-        permanent.kind, permanent.retry_class, permanent.calls_before_failure, permanent.message
+        "   failed ({:?}, {:?}) after {} calls: {}, error code {}: {}",
+        permanent.kind,
+        permanent.retry_class,
+        permanent.calls_before_failure,
+        permanent.summary,
+        permanent.error_code.as_deref().unwrap_or("-"),
+        permanent.detail.as_deref().unwrap_or("-")
     );
     println!(
         "   target unchanged: {}, checkpoint unchanged: {}",

@@ -167,8 +167,15 @@ pub struct PermanentReport {
     pub kind: ErrorKind,
     /// [`RetryClass::Permanent`].
     pub retry_class: RetryClass,
-    /// The error as displayed (no credentials: the client never puts them in errors).
+    /// The error as displayed, with its context (no credentials: the client never puts
+    /// them in errors).
     pub message: String,
+    /// The error's own message.
+    pub summary: String,
+    /// Cisco's `errorCode` and `errorMessage`.
+    pub error_code: Option<String>,
+    /// Cisco's `errorMessage`.
+    pub detail: Option<String>,
     /// Calls the failed run made before the one answered 401 (their pages stay staged for
     /// the next run).
     pub calls_before_failure: usize,

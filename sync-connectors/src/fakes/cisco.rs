@@ -65,8 +65,8 @@ pub enum Fault {
     NoLastPage,
 }
 
-/// One request the fake received.
-#[derive(Debug, Clone)]
+/// One request the fake received (its `Debug` leaves the `Authorization` header out).
+#[derive(Clone)]
 pub struct Received {
     /// The path (`/rws/api/v1/devices`).
     pub path: String,
@@ -84,6 +84,23 @@ pub struct Received {
     pub error_code: Option<String>,
     /// For searches: whether the answer was the last page.
     pub last_page: Option<bool>,
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Received")
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("at", &self.at)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("status", &self.status)
+            .field("error_code", &self.error_code)
+            .field("last_page", &self.last_page)
+            .finish()
+    }
 }
 
 /// The fake's state, behind [`CiscoFake::state`].
@@ -108,12 +125,23 @@ pub struct State {
 }
 
 /// The fake, listening on 127.0.0.1 (a random port) until the runtime shuts down.
-#[derive(Debug)]
 pub struct CiscoFake {
     /// The REST API root: `http://127.0.0.1:PORT/rws/api/v1`.
     pub base_url: String,
     /// The state, for tests that reach into it.
     pub state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for CiscoFake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("CiscoFake")
+            .field("base_url", &self.base_url)
+            .field("listings", &st.devices.len())
+            .field("requests", &st.requests.len())
+            .field("calls_per_second", &st.calls_per_second)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CiscoFake {
