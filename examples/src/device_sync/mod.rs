@@ -23,6 +23,14 @@
 //!    changes neither the target nor the checkpoint; the next run completes;
 //! 6. [`DeviceSync::verify`] and [`DeviceSync::ledger`]: the target against the fake, and
 //!    the windows committed.
+//!
+//! The seed truncates its staging tables when a full sync starts. Here a staging run belongs
+//! to one strategy: a full sync that finds an incremental fill staged discards it, while a
+//! full fill stopped by the page limit (or a crash) is resumed from its recorded position
+//! rather than read again. Search Devices returns no change times, so the Cisco source reads
+//! `modifiedSince`..`modifiedTill` windows of one page each and an incremental run is one
+//! window promoted at its end: under a page limit, the runs of a backlog resume the staged
+//! window and the checkpoint moves when it is promoted.
 
 mod report;
 mod steps;
