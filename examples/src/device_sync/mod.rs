@@ -97,6 +97,19 @@ impl Default for DeviceSyncOptions {
     }
 }
 
+/// The client's pace for an account allowing `limit` calls in any second: one call a second
+/// less. Calls go one at a time, so a call arrives before the next one starts; at `limit - 1`
+/// a second the `limit + 1` arrivals the account refuses then always span a second or more,
+/// however late one of them arrives (at exactly `limit` a second, one delayed arrival would
+/// put `limit + 1` calls within a second).
+fn client_rate(limit: u32) -> f64 {
+    if limit > 1 {
+        f64::from(limit - 1)
+    } else {
+        0.5
+    }
+}
+
 /// The device sync: the fake, the Cisco source over it, the store, and the steps.
 #[derive(Debug)]
 pub struct DeviceSync {
@@ -142,11 +155,8 @@ impl DeviceSync {
         let config = CiscoConfig::builder(&fake.base_url, USER, Secret::new(API_KEY))
             .with_stream(STREAM)
             .with_required(REQUIRED)
-            // A tenth below the account's limit: the fake counts arrivals in any second, and
-            // calls paced at exactly the limit can arrive a few milliseconds closer.
             .with_rate_limit(
-                RateLimit::per_second(f64::from(options.calls_per_second) * 0.9)
-                    .with_max_concurrent(1),
+                RateLimit::per_second(client_rate(options.calls_per_second)).with_max_concurrent(1),
             )
             // Windows of at most 12 hours: at this fleet's density (about 70 changes a day) a
             // window then fits in one page and few need halving (the default is a day).
