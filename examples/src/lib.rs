@@ -6,6 +6,8 @@
 //!   with the shape and the contract of the shared bench's fake API, and the
 //!   [`RestStreamConfig`](sync_connectors::rest::RestStreamConfig) that describes it.
 //!
+//! - [`device_sync`]: seed 002, the Cisco device sync (full sync of the last 30 days plus one
+//!   through staging, then page-limited incremental syncs) against the Control Center fake.
 //! - [`engine`]: a job runner for REST streams ([`engine::Catalog`], [`engine::RestJobRunner`]).
 //! - [`admin`]: the admin HTTP API over the job queue (seed 003's sync engine, seed 001's
 //!   admin endpoints), and [`admin::AdminClient`], a typed client of it.
@@ -17,6 +19,7 @@
 
 pub mod admin;
 pub mod demo_api;
+pub mod device_sync;
 pub mod engine;
 pub mod restaurant_delta;
 pub mod service;

@@ -50,6 +50,11 @@ pub struct CiscoConfig {
     /// Further columns read from the search results (`accountCustom1`, ...).
     #[serde(default)]
     pub extra_columns: Vec<Column>,
+    /// Columns a device must have besides `iccid` (for instance `rate_plan` and
+    /// `communication_plan`): validation in the store quarantines a device without one, with
+    /// the reason `missing required field "<column>"`, counted in the ledger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required: Vec<String>,
     /// The account's rate limit: one call at a time, at most five per second.
     #[serde(default = "default_rate_limit")]
     pub rate_limit: RateLimit,
@@ -119,6 +124,7 @@ impl std::fmt::Debug for CiscoConfig {
             .field("account_id", &self.account_id)
             .field("filters", &self.filters.keys().collect::<Vec<_>>())
             .field("page_size", &self.page_size)
+            .field("required", &self.required)
             .field("rate_limit", &self.rate_limit)
             .field("slice_ms", &self.slice_ms)
             .field("full_window_days", &self.full_window_days)
@@ -143,6 +149,7 @@ impl CiscoConfig {
                 filters: BTreeMap::new(),
                 page_size: default_page_size(),
                 extra_columns: Vec::new(),
+                required: Vec::new(),
                 rate_limit: default_rate_limit(),
                 slice_ms: default_slice(),
                 min_slice_ms: default_min_slice(),
@@ -157,21 +164,34 @@ impl CiscoConfig {
 
     /// The stream schema: `iccid` (key), `status`, `rate_plan`, `communication_plan`,
     /// `date_updated` (only from device details), the extra columns and [`MODIFIED_UNTIL`]
-    /// (cursor and version).
+    /// (cursor and version). The columns named in `required` are not nullable.
     pub fn schema(&self) -> Result<StreamSchema> {
+        let columns = [
+            Column::new("status", ColumnType::Text),
+            Column::new("rate_plan", ColumnType::Text).with_source_field("ratePlan"),
+            Column::new("communication_plan", ColumnType::Text)
+                .with_source_field("communicationPlan"),
+            Column::new("date_updated", ColumnType::Timestamp).with_source_field("dateUpdated"),
+        ];
+        if let Some(unknown) = self.required.iter().find(|r| {
+            !columns
+                .iter()
+                .chain(&self.extra_columns)
+                .any(|c| &c.name == *r)
+        }) {
+            return Err(Error::config("a required column is not a device column")
+                .with_context("column", unknown));
+        }
         let mut b = StreamSchema::builder(&self.stream)
-            .with_column(Column::required("iccid", ColumnType::Text))
-            .with_column(Column::new("status", ColumnType::Text))
-            .with_column(Column::new("rate_plan", ColumnType::Text).with_source_field("ratePlan"))
-            .with_column(
-                Column::new("communication_plan", ColumnType::Text)
-                    .with_source_field("communicationPlan"),
-            )
-            .with_column(
-                Column::new("date_updated", ColumnType::Timestamp).with_source_field("dateUpdated"),
-            );
-        for c in &self.extra_columns {
-            b = b.with_column(c.clone());
+            .with_column(Column::required("iccid", ColumnType::Text));
+        for mut c in columns
+            .into_iter()
+            .chain(self.extra_columns.iter().cloned())
+        {
+            if self.required.contains(&c.name) {
+                c.nullable = false;
+            }
+            b = b.with_column(c);
         }
         b.with_column(Column::required(MODIFIED_UNTIL, ColumnType::Timestamp))
             .with_primary_key(["iccid"])
@@ -277,6 +297,18 @@ impl CiscoBuilder {
         self
     }
 
+    /// Requires these columns (besides `iccid`): devices without one are quarantined.
+    pub fn with_required<I, S>(mut self, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config
+            .required
+            .extend(columns.into_iter().map(Into::into));
+        self
+    }
+
     /// Adds a column read from the search results.
     pub fn with_extra_column(mut self, column: Column) -> Self {
         self.config.extra_columns.push(column);
@@ -325,5 +357,36 @@ impl CiscoBuilder {
     pub fn build(self) -> Result<CiscoConfig> {
         self.config.validate()?;
         Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder() -> CiscoBuilder {
+        CiscoConfig::builder(
+            "https://restapi1.jasper.com/rws/api/v1",
+            "user",
+            Secret::new("key"),
+        )
+    }
+
+    #[test]
+    fn required_columns_are_not_nullable_and_unknown_ones_are_config_errors() {
+        let config = builder()
+            .with_required(["rate_plan", "communication_plan"])
+            .build()
+            .unwrap();
+        let schema = config.schema().unwrap();
+        let nullable = |name: &str| schema.columns()[schema.column_index(name).unwrap()].nullable;
+        assert!(!nullable("rate_plan") && !nullable("communication_plan"));
+        assert!(nullable("status") && nullable("date_updated"));
+        let e = builder().with_required(["ratePlan"]).build().unwrap_err();
+        assert_eq!(e.kind(), sync_core::ErrorKind::Config);
+        assert_eq!(e.context_value("column"), Some("ratePlan"));
+        // Without `required`, every device column but the key stays nullable.
+        let plain = builder().build().unwrap().schema().unwrap();
+        assert_eq!(plain.required().count(), 2, "iccid and modified_until");
     }
 }

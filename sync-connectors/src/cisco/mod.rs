@@ -15,6 +15,7 @@
 //! | `40000029 Rate Limit Exceeded` over HTTP 400 | [`classify`]: a transient `RateLimited` error, retried with backoff |
 //! | HTTP Basic `user:apiKey` | [`Auth::Basic`](crate::http::Auth::Basic) from `username` and `api_key` |
 //! | `dateUpdated: 2016-07-06 22:04:04.380+0000` (Get Device Details) | `fetch_latest`, parsed into `date_updated` |
+//! | devices whose plans are missing (`"ratePlan": null`) | [`CiscoBuilder::with_required`]: those columns become required, and validation in the store quarantines such a device with its reason |
 //!
 //! The full sync upserts its window and deletes nothing: Control Center keeps devices (they
 //! change status), and a window's end is not a modification time, so deleting "missing"

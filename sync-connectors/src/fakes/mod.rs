@@ -10,6 +10,8 @@
 //! A fake keeps its data in memory behind a mutex; tests change it between runs (new,
 //! changed and deleted records) and inject faults per path.
 
+#[cfg(feature = "cisco")]
+pub mod cisco;
 #[cfg(feature = "dataverse")]
 pub mod dataverse;
 #[cfg(feature = "sqs")]
