@@ -41,20 +41,29 @@ pub(crate) fn range(column: Expr) -> Expr {
         .and(column.lte(Expr::val(HIGH)))
 }
 
-/// Runs `stmt` (which holds one [`range`]) for the ranges `(0, n]`, `(n, 2n]`, … up to
-/// `max`; returns the rows changed.
+/// Runs `stmt` (which holds one [`range`]) over ranges of `rows` of the ascending `values`
+/// each: `(first - 1, values[rows - 1]]`, `(values[rows - 1], values[2 * rows - 1]]`, … up
+/// to the last value; returns the rows changed.
+///
+/// The ranges follow the values that exist rather than stepping from 0 to the largest: a
+/// row table keyed by one integer column has that key as its rowid, so its rowids can be
+/// sparse and large (Oracle ids such as 300000001000000), and stepping would run a number of
+/// empty statements proportional to the largest key.
 pub(crate) fn in_ranges<S: RusqliteBinder>(
     conn: &Connection,
     stmt: &S,
-    max: i64,
+    values: &[i64],
     rows: i64,
 ) -> Result<usize> {
-    let (sql, values) = stmt.build_rusqlite(SqliteQueryBuilder);
-    let mut values: Vec<RusqliteValue> = values.0;
-    let at = |bound: i64| {
-        values
+    let Some(&first) = values.first() else {
+        return Ok(0);
+    };
+    let (sql, bound) = stmt.build_rusqlite(SqliteQueryBuilder);
+    let mut bound: Vec<RusqliteValue> = bound.0;
+    let at = |placeholder: i64| {
+        bound
             .iter()
-            .position(|v| v.0 == sea_query::Value::BigInt(Some(bound)))
+            .position(|v| v.0 == sea_query::Value::BigInt(Some(placeholder)))
     };
     let (Some(low), Some(high)) = (at(LOW), at(HIGH)) else {
         return Err(sync_core::Error::internal(
@@ -63,14 +72,47 @@ pub(crate) fn in_ranges<S: RusqliteBinder>(
     };
     let mut prepared = conn.prepare_cached(&sql).db()?;
     let mut changed = 0;
-    let mut from = 0i64;
-    while from < max {
-        let to = from.saturating_add(rows);
-        values[low] = RusqliteValue(sea_query::Value::BigInt(Some(from)));
-        values[high] = RusqliteValue(sea_query::Value::BigInt(Some(to)));
-        let params: Vec<&dyn ToSql> = values.iter().map(|v| v as &dyn ToSql).collect();
+    let mut from = first.saturating_sub(1);
+    for chunk in values.chunks(usize::try_from(Ord::max(rows, 1)).unwrap_or(1)) {
+        let to = chunk[chunk.len() - 1];
+        bound[low] = RusqliteValue(sea_query::Value::BigInt(Some(from)));
+        bound[high] = RusqliteValue(sea_query::Value::BigInt(Some(to)));
+        let params: Vec<&dyn ToSql> = bound.iter().map(|v| v as &dyn ToSql).collect();
         changed += prepared.execute(&*params).db()?;
         from = to;
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_query::Query;
+
+    use super::*;
+    use crate::sql::id;
+
+    /// Keys like Oracle's (sparse, near 3e14) are covered in a handful of statements: the
+    /// ranges follow the values, they do not step from 0 to the largest key.
+    #[test]
+    fn ranges_follow_sparse_large_keys() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+            .unwrap();
+        let keys: Vec<i64> = (0..50).map(|i| 300_000_001_000_000 + i * 7_919).collect();
+        for k in &keys {
+            conn.execute("INSERT INTO t (k, v) VALUES (?1, 0)", [k])
+                .unwrap();
+        }
+        let stmt = Query::update()
+            .table(id("t"))
+            .value(id("v"), Expr::col(id("v")).add(1))
+            .and_where(range(Expr::col(id("k"))))
+            .to_owned();
+        assert_eq!(in_ranges(&conn, &stmt, &keys, 8).unwrap(), 50);
+        let touched: i64 = conn
+            .query_row("SELECT count(*) FROM t WHERE v = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(touched, 50, "every row once, none twice");
+        assert_eq!(in_ranges(&conn, &stmt, &[], 8).unwrap(), 0);
+    }
 }
