@@ -17,3 +17,4 @@ pub mod admin;
 pub mod demo_api;
 pub mod engine;
 pub mod store;
+pub mod opportunity_batches;
