@@ -16,5 +16,5 @@
 pub mod admin;
 pub mod demo_api;
 pub mod engine;
-pub mod store;
 pub mod opportunity_batches;
+pub mod store;

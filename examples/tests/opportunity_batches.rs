@@ -60,7 +60,13 @@ impl Target {
 
     /// The target as the store reads it, compared with `source`.
     async fn check(&self, source: &[Row]) -> TargetCheck {
-        let target = self.database().await.stager.read_target(STREAM).await.unwrap();
+        let target = self
+            .database()
+            .await
+            .stager
+            .read_target(STREAM)
+            .await
+            .unwrap();
         TargetCheck::compare(source, &target)
     }
 }
@@ -157,7 +163,10 @@ fn assert_consistent_mid_way(target: &Target, source: &[Row], rt: &tokio::runtim
     assert_eq!(state["total_synced"], offset.to_string());
     let check = rt.block_on(target.check(source));
     assert_eq!(check.target_rows as u64, offset, "{check:?}");
-    assert!(check.duplicated.is_empty() && check.differing.is_empty() && check.unexpected.is_empty(), "{check:?}");
+    assert!(
+        check.duplicated.is_empty() && check.differing.is_empty() && check.unexpected.is_empty(),
+        "{check:?}"
+    );
     offset
 }
 
@@ -172,16 +181,34 @@ fn sigint_kill_resume_drift_and_reset(target: &Target) {
     let code = child.wait().unwrap().code();
     let all: Vec<&String> = seen.iter().chain(&rest).collect();
     assert_eq!(code, Some(130), "{all:#?}");
-    assert!(all.iter().any(|l| l.starts_with("Ctrl+C: finishing the batch in flight")), "{all:#?}");
-    let stopped = all.iter().find(|l| l.starts_with("stopped by Ctrl+C")).expect("the stop message");
-    let last_batch = all.iter().filter_map(|l| batch_end(l)).last().unwrap();
+    assert!(
+        all.iter()
+            .any(|l| l.starts_with("Ctrl+C: finishing the batch in flight")),
+        "{all:#?}"
+    );
+    let stopped = all
+        .iter()
+        .find(|l| l.starts_with("stopped by Ctrl+C"))
+        .expect("the stop message");
+    let last_batch = all.iter().rev().find_map(|l| batch_end(l)).unwrap();
     let offset = assert_consistent_mid_way(target, &source, &rt);
     // The checkpoint is the last batch promoted, no further and no less.
     assert_eq!(offset, last_batch, "{all:#?}");
-    assert!(stopped.contains(&format!("offset {offset} is committed")), "{stopped}");
+    assert!(
+        stopped.contains(&format!("offset {offset} is committed")),
+        "{stopped}"
+    );
 
     // A resume that must fail on drift commits nothing of it.
-    let out = target.output(&["run", "--delay-ms", "0", "--import-backdated", "10", "--on-drift", "fail"]);
+    let out = target.output(&[
+        "run",
+        "--delay-ms",
+        "0",
+        "--import-backdated",
+        "10",
+        "--on-drift",
+        "fail",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("drift"), "{}", text(&out));
     assert_eq!(offset_of(&status(target)), offset);
@@ -191,7 +218,10 @@ fn sigint_kill_resume_drift_and_reset(target: &Target) {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("every OptyId once"), "{}", text(&out));
     let state = status(target);
-    assert_eq!((offset_of(&state), state["is_complete"].as_str()), (RECORDS as u64, "true"));
+    assert_eq!(
+        (offset_of(&state), state["is_complete"].as_str()),
+        (RECORDS as u64, "true")
+    );
     let check = rt.block_on(target.check(&source));
     assert!(check.is_equal(), "{check:?}");
 
@@ -214,7 +244,10 @@ fn sigint_kill_resume_drift_and_reset(target: &Target) {
     let out = target.output(&["run", "--delay-ms", "0", "--import-backdated", "30"]);
     let printed = text(&out);
     assert_eq!(out.status.code(), Some(0), "{printed}");
-    assert!(printed.contains(&format!("drift: the source shifted before offset {offset}")), "{printed}");
+    assert!(
+        printed.contains(&format!("drift: the source shifted before offset {offset}")),
+        "{printed}"
+    );
     let with_imports = source_rows(30);
     let check = rt.block_on(target.check(&with_imports));
     assert!(check.is_equal(), "{check:?}");
@@ -245,10 +278,20 @@ fn postgres_sigint_sigkill_drift_and_reset_keep_the_target_equal_to_the_source()
     };
     let target = Target {
         url,
-        schema: Some(format!("sync_test_{}_opportunity_batches", std::process::id())),
+        schema: Some(format!(
+            "sync_test_{}_opportunity_batches",
+            std::process::id()
+        )),
     };
     sigint_kill_resume_drift_and_reset(&target);
-    runtime().block_on(async { target.database().await.drop_postgres_schema().await.unwrap() });
+    runtime().block_on(async {
+        target
+            .database()
+            .await
+            .drop_postgres_schema()
+            .await
+            .unwrap()
+    });
 }
 
 /// The library's demo: stopped after a few batches, the source shifted before the offset,
@@ -264,16 +307,22 @@ async fn demo_on(url: &str, schema: Option<&str>) {
         .unwrap(),
     );
     let database = BatchDatabase::open(url, schema).await.unwrap();
-    let pipeline = BatchPipeline::new(source.clone(), database.clone(), RunOptions::default()).unwrap();
+    let pipeline =
+        BatchPipeline::new(source.clone(), database.clone(), RunOptions::default()).unwrap();
     let options = DemoOptions::default();
-    let report = run_demo(&pipeline, &options, Arc::new(|_| {})).await.unwrap();
+    let report = run_demo(&pipeline, &options, Arc::new(|_| {}))
+        .await
+        .unwrap();
 
     let stopped = &report.state_after_stop;
     assert!(report.stopped.report.stopped);
     assert_eq!(stopped.current_offset, report.stopped.offset);
     assert!(!stopped.is_complete);
     assert_eq!(stopped.target_rows, stopped.current_offset);
-    assert!(report.stopped.batches > options.stop_after, "the batch in flight is finished");
+    assert!(
+        report.stopped.batches > options.stop_after,
+        "the batch in flight is finished"
+    );
 
     // Every import sorts before the offset and was never synced: the naive resume skips them.
     assert_eq!(report.naive.skipped.len(), options.imported);
@@ -284,7 +333,10 @@ async fn demo_on(url: &str, schema: Option<&str>) {
     // And independently of the demo's own check: the store's rows against the fake's.
     let target = database.stager.read_target(STREAM).await.unwrap();
     let check = TargetCheck::compare(&source.rows().unwrap(), &target);
-    assert!(check.is_equal() && check.target_rows == RECORDS + options.imported, "{check:?}");
+    assert!(
+        check.is_equal() && check.target_rows == RECORDS + options.imported,
+        "{check:?}"
+    );
     let ids: Vec<i64> = target
         .iter()
         .map(|r| match r.get(0) {

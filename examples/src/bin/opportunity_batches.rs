@@ -136,7 +136,11 @@ async fn execute(cli: Cli) -> AnyResult<ExitCode> {
         watch_ctrl_c(stop.clone())?;
     }
 
-    let default_delay = if matches!(command, Command::Run { .. }) { 100 } else { 0 };
+    let default_delay = if matches!(command, Command::Run { .. }) {
+        100
+    } else {
+        0
+    };
     let delay = Duration::from_millis(cli.delay_ms.unwrap_or(default_delay));
     let settings = SourceSettings {
         seed: cli.seed,
@@ -262,9 +266,9 @@ fn remove_sqlite_file(url: &str) {
 }
 
 fn describe(pipeline: &BatchPipeline, settings: SourceSettings) {
-    let delay = settings
-        .delay
-        .map_or_else(String::new, |d| format!(", {} ms per answer", d.as_millis()));
+    let delay = settings.delay.map_or_else(String::new, |d| {
+        format!(", {} ms per answer", d.as_millis())
+    });
     println!(
         "  source:    {} opportunities (seed {}) at {}/opportunities{delay}",
         pipeline.source().len(),
@@ -316,7 +320,9 @@ async fn run(pipeline: &BatchPipeline, stop: StopSignal) -> AnyResult<ExitCode> 
             state.last_key.as_deref().unwrap_or("-")
         );
     }
-    let run = pipeline.run(stop, printing_listener(state.current_offset)).await?;
+    let run = pipeline
+        .run(stop, printing_listener(state.current_offset))
+        .await?;
     print_drift(&run);
     if run.report.stopped {
         println!(
@@ -341,9 +347,10 @@ fn print_drift(run: &BatchRun) {
 }
 
 fn print_state(state: &SyncState) {
-    let last = state
-        .last_sync_at
-        .map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+    let last = state.last_sync_at.map_or_else(
+        || "never".to_owned(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    );
     let total = state
         .source_total
         .map_or_else(|| "-".to_owned(), |t| t.to_string());
@@ -352,7 +359,10 @@ fn print_state(state: &SyncState) {
     println!("  total_synced    {}", state.total_synced);
     println!("  last_sync_at    {last}");
     println!("  is_complete     {}", state.is_complete);
-    println!("  last_opty_id    {}", state.last_key.as_deref().unwrap_or("-"));
+    println!(
+        "  last_opty_id    {}",
+        state.last_key.as_deref().unwrap_or("-")
+    );
     println!("  source_total    {total}");
     println!("  target_rows     {}", state.target_rows);
     println!("  ledger_windows  {}", state.ledger_windows);
@@ -426,5 +436,7 @@ fn look_inside(url: &str) {
     println!("look inside:");
     println!("  sqlite3 {path} \"SELECT sync, state, updated_at FROM _sync_checkpoints\"");
     println!("  sqlite3 {path} \"SELECT low, high, rows_read, rows_written, committed_at FROM _sync_ledger WHERE sync = '{SYNC_NAME}' ORDER BY id DESC LIMIT 5\"");
-    println!("  sqlite3 {path} \"SELECT count(*), count(DISTINCT opty_id), sum(revenue) FROM {STREAM}\"");
+    println!(
+        "  sqlite3 {path} \"SELECT count(*), count(DISTINCT opty_id), sum(revenue) FROM {STREAM}\""
+    );
 }

@@ -118,7 +118,12 @@ pub async fn run_demo(
     // updated (they leave their place for the end) and back-dated records are imported.
     let source = pipeline.source();
     let updated = source.update_at(&options.updated);
-    let before: BTreeSet<i64> = source.fake().opportunities().iter().map(|o| o.opty_id).collect();
+    let before: BTreeSet<i64> = source
+        .fake()
+        .opportunities()
+        .iter()
+        .map(|o| o.opty_id)
+        .collect();
     source.import_backdated(options.imported);
     let imported: Vec<i64> = source
         .fake()

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sync_core::strategy::DriftPolicy;
 use sync_core::{
-    CheckpointCommit, FenceToken, Key, OffsetConfig, OffsetStrategy, Position, PromoteMode, PromoteReport,
-    QuarantinedRow, RecordBatch, Result, Row, RunReport, Stager, StagingRun, StopSignal,
-    Strategy, StreamSchema, SyncContext, ValidationReport, ValidationRules,
+    CheckpointCommit, FenceToken, Key, OffsetConfig, OffsetStrategy, Position, PromoteMode,
+    PromoteReport, QuarantinedRow, RecordBatch, Result, Row, RunReport, Stager, StagingRun,
+    StopSignal, Strategy, StreamSchema, SyncContext, ValidationReport, ValidationRules,
 };
 
 use super::source::OpportunitySource;

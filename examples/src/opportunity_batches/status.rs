@@ -40,9 +40,10 @@ impl BatchPipeline {
         let ledger = self.database().checkpoints.ledger(SYNC_NAME).await?;
         let mut pass = 0;
         let mut windows = 0;
-        for entry in ledger.iter().filter(|e| {
-            e.strategy == StrategyKind::Offset && e.status == LedgerStatus::Committed
-        }) {
+        for entry in ledger
+            .iter()
+            .filter(|e| e.strategy == StrategyKind::Offset && e.status == LedgerStatus::Committed)
+        {
             windows += 1;
             if matches!(entry.low, Position::Start | Position::Offset(0)) {
                 pass = 0;

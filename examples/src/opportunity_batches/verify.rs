@@ -74,7 +74,10 @@ impl TargetCheck {
                 self.target_rows
             );
         }
-        let first = |v: &[i64]| v.first().map_or(String::new(), |id| format!(" (first {id})"));
+        let first = |v: &[i64]| {
+            v.first()
+                .map_or(String::new(), |id| format!(" (first {id})"))
+        };
         format!(
             "{} rows for {} in the source: {} missing{}, {} duplicated{}, {} not in the source{}, {} differing{}",
             self.target_rows,

@@ -33,7 +33,7 @@ pub(crate) trait FakeRecord: Clone + Send + 'static {
     fn json(&self, fields: Option<&[String]>, only_data: bool) -> J {
         let mut item = Map::new();
         for (k, v) in self.attributes() {
-            if fields.map_or(true, |f| f.iter().any(|x| *x == k)) {
+            if fields.map_or(true, |f| f.contains(&k)) {
                 item.insert(k, v);
             }
         }
