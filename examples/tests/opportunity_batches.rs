@@ -364,3 +364,41 @@ async fn the_demo_on_postgres_loses_and_duplicates_nothing() {
     let schema = format!("sync_test_{}_opportunity_demo", std::process::id());
     demo_on(&url, Some(&schema)).await;
 }
+
+#[test]
+fn bad_options_are_configuration_errors_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target {
+        url: format!("sqlite://{}", dir.path().join("bad.db").display()),
+        schema: None,
+    };
+    for args in [
+        &["run", "--batch-size", "0"][..],
+        &["--schema", "s", "status"][..],
+        &["run", "--batch-size", "many"][..],
+    ] {
+        let out = target.output(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("error"), "{args:?}: {}", text(&out));
+    }
+    let unknown = Target {
+        url: "mysql://db.example/crm".into(),
+        schema: None,
+    };
+    let out = unknown.output(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("sqlite:// or postgres://"),
+        "{}",
+        text(&out)
+    );
+    // The refused run committed nothing.
+    let state = status(&target);
+    assert_eq!(
+        (
+            state["current_offset"].as_str(),
+            state["target_rows"].as_str()
+        ),
+        ("0", "0")
+    );
+}
