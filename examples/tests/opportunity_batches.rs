@@ -232,15 +232,25 @@ fn sigint_kill_resume_drift_and_reset(target: &Target) {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(offset_of(&status(target)), 0);
 
-    // SIGKILL mid-run: whatever committed is consistent, and the resume completes it. The
-    // resume meets 30 back-dated imports before its offset: drift, rescan, nothing skipped.
-    let (mut child, _rest, _seen) = run_until_batches(target, 3, &[]);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let state = status(target);
-    let offset = offset_of(&state);
-    assert!(offset > 0 && offset < RECORDS as u64, "{state:?}");
-    assert_eq!(state["is_complete"], "false");
+    // SIGKILL mid-run (after the reset): the checkpoint is where a committed batch left it,
+    // and the resume ends with the same target.
+    let offset = kill_mid_run(target);
+    let out = target.output(&["run", "--delay-ms", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("resuming:  offset {offset}")),
+        "{}",
+        text(&out)
+    );
+    let check = rt.block_on(target.check(&source));
+    assert!(check.is_equal(), "{check:?}");
+    assert_eq!(offset_of(&status(target)), RECORDS as u64);
+
+    // Killed again, then 30 back-dated records are imported before the offset: the resume
+    // notices the shift, rescans, and skips none of them.
+    let out = target.output(&["reset", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let offset = kill_mid_run(target);
     let out = target.output(&["run", "--delay-ms", "0", "--import-backdated", "30"]);
     let printed = text(&out);
     assert_eq!(out.status.code(), Some(0), "{printed}");
@@ -252,6 +262,19 @@ fn sigint_kill_resume_drift_and_reset(target: &Target) {
     let check = rt.block_on(target.check(&with_imports));
     assert!(check.is_equal(), "{check:?}");
     assert_eq!(offset_of(&status(target)), with_imports.len() as u64);
+}
+
+/// SIGKILLs a run after three batches; returns the offset it left, checked mid-way.
+fn kill_mid_run(target: &Target) -> u64 {
+    let (mut child, _rest, _seen) = run_until_batches(target, 3, &[]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let state = status(target);
+    let offset = offset_of(&state);
+    assert!(offset > 0 && offset < RECORDS as u64, "{state:?}");
+    assert_eq!(state["is_complete"], "false");
+    assert_eq!(state["total_synced"], offset.to_string());
+    offset
 }
 
 #[test]
