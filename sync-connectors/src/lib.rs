@@ -21,10 +21,10 @@ pub mod rest;
 
 #[cfg(feature = "cisco")]
 pub mod cisco;
-#[cfg(feature = "fakes")]
-pub mod fakes;
 #[cfg(feature = "dataverse")]
 pub mod dataverse;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 #[cfg(feature = "oracle")]
 pub mod oracle;
 #[cfg(feature = "sqs")]
