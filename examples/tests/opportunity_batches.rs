@@ -425,3 +425,43 @@ fn bad_options_are_configuration_errors_with_exit_code_2() {
         ("0", "0")
     );
 }
+
+/// A second Ctrl+C aborts at once: the batch in flight (its answer takes a second) is not
+/// committed, and what was committed before is consistent.
+#[test]
+fn a_second_sigint_aborts_the_batch_in_flight_and_leaves_the_last_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target {
+        url: format!("sqlite://{}", dir.path().join("abort.db").display()),
+        schema: None,
+    };
+    let mut child = target
+        .command(&["run", "--batch-size", "50", "--delay-ms", "1000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen: Vec<String> = Vec::new();
+    // The first batch is promoted while the second one's answer is still a second away.
+    while !seen.iter().any(|l| batch_end(l).is_some()) {
+        seen.push(lines.next().expect("a batch line").unwrap());
+    }
+    send_sigint(&child);
+    while !seen
+        .last()
+        .is_some_and(|l| l.starts_with("Ctrl+C: finishing"))
+    {
+        seen.push(lines.next().expect("the stop message").unwrap());
+    }
+    send_sigint(&child);
+    seen.extend(lines.map(Result::unwrap));
+    assert_eq!(child.wait().unwrap().code(), Some(131), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("aborted: the batch in flight is rolled back")),
+        "{seen:#?}"
+    );
+    let last_batch = seen.iter().rev().find_map(|l| batch_end(l)).unwrap();
+    let offset = assert_consistent_mid_way(&target, &source_rows(0), &runtime());
+    assert_eq!(offset, last_batch, "{seen:#?}");
+}
