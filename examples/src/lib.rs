@@ -21,6 +21,7 @@ pub mod admin;
 pub mod demo_api;
 pub mod device_sync;
 pub mod engine;
+pub mod opportunity_batches;
 pub mod restaurant_delta;
 pub mod service;
 pub mod store;

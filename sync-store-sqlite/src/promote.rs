@@ -214,22 +214,16 @@ pub(crate) fn promote(
             // Keeps SQLite from reading the upsert's ON as a join constraint.
             select.and_where(Expr::cust("true"));
         }
-        let max = match &order {
-            Some(order) => {
-                let max = Query::select()
-                    .expr(order.clone().max())
-                    .from(id(source))
-                    .to_owned();
-                let Some(max) = sql::query_i64(tx, &max)? else {
-                    return Ok(());
-                };
-                select
-                    .and_where(chunk::range(order.clone()))
-                    .order_by_expr(order.clone(), Order::Asc);
-                Some(max)
-            }
-            None => None,
-        };
+        let values = order.as_ref().map(|order| {
+            select
+                .and_where(chunk::range(order.clone()))
+                .order_by_expr(order.clone(), Order::Asc);
+            Query::select()
+                .expr(order.clone())
+                .from(id(source))
+                .order_by_expr(order.clone(), Order::Asc)
+                .to_owned()
+        });
         let upsert = Query::insert()
             .into_table(id(stream))
             .columns(columns.clone())
@@ -237,8 +231,8 @@ pub(crate) fn promote(
             .map_err(|e| Error::internal("cannot build the promote statement").with_source(e))?
             .on_conflict(on_conflict.clone())
             .to_owned();
-        match max {
-            Some(max) => chunk::in_ranges(tx, &upsert, max, per_statement).map(drop),
+        match values {
+            Some(values) => chunk::in_ranges(tx, &upsert, &values, per_statement).map(drop),
             None => execute(tx, &upsert).map(drop),
         }
     };
@@ -250,8 +244,8 @@ pub(crate) fn promote(
                 return Ok(());
             }
             if let Some(rows) = &rows_table {
-                // Rows are only ever added to a row table (emptied whole), so its rowids
-                // run from 1 without gaps.
+                // A row table's rowid is its integer key when it has one: sparse ranges
+                // are fine, `in_ranges` follows the values that exist.
                 upsert_from(rows, rowid(&schema), None)?;
             }
             let live = Expr::col(id(KIND))

@@ -14,5 +14,7 @@
 pub mod cisco;
 #[cfg(feature = "dataverse")]
 pub mod dataverse;
+#[cfg(feature = "oracle")]
+pub mod oracle;
 #[cfg(feature = "sqs")]
 pub mod sqs;

@@ -9,33 +9,48 @@ use chrono::{DateTime, Utc};
 /// A value of an attribute or a literal.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Literal {
+    /// An integer attribute (`PartyId`, `OptyId`).
     Number(i64),
+    /// A text attribute (`PartyNumber`, `Name`).
     Text(String),
+    /// A timestamp attribute (`LastUpdateDate`).
     Time(DateTime<Utc>),
 }
 
+/// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// `=`
     Eq,
+    /// `!=`
     Ne,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
+    /// `<`
     Lt,
+    /// `<=`
     Le,
 }
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
+    /// True when any part is.
     Or(Vec<Expr>),
+    /// True when every part is.
     And(Vec<Expr>),
+    /// `Attribute op literal`.
     Cmp(String, Op, Lit),
 }
 
 /// A literal as written.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lit {
+    /// An integer.
     Number(i64),
+    /// A quoted string (a timestamp when compared with a date attribute).
     Quoted(String),
 }
 
