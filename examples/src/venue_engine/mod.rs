@@ -20,11 +20,13 @@
 //! 7. shows the queue (`GET /pos/sync/status`) after each step and one venue's history
 //!    (`GET /pos/sync/history`), and checks every venue's table against its API.
 
+mod report;
 mod venues;
 mod walkthrough;
 
+pub use report::{QueueSnapshot, VenueOutcome, WalkthroughOptions, WalkthroughReport};
 pub use venues::{Venue, VenueSet};
-pub use walkthrough::{run, QueueSnapshot, VenueOutcome, WalkthroughOptions, WalkthroughReport};
+pub use walkthrough::run;
 
 /// The provider name the venues' point-of-sale integrations use.
 pub const PROVIDER: &str = "pos";
