@@ -146,8 +146,11 @@ mod tests {
         assert_eq!(in_ranges(&conn, &stmt, &values("keys"), 8).unwrap(), 0);
         // Ranges of one value each, and one range for all (the statement's table holding
         // just the values, as a promotion's source does).
-        conn.execute("INSERT INTO keys (k) VALUES (?1), (?2)", [keys[3], keys[40]])
-            .unwrap();
+        conn.execute(
+            "INSERT INTO keys (k) VALUES (?1), (?2)",
+            [keys[3], keys[40]],
+        )
+        .unwrap();
         conn.execute("DELETE FROM t WHERE k NOT IN (?1, ?2)", [keys[3], keys[40]])
             .unwrap();
         assert_eq!(in_ranges(&conn, &stmt, &values("keys"), 1).unwrap(), 2);
