@@ -9,3 +9,6 @@
 //!
 //! A fake keeps its data in memory behind a mutex; tests change it between runs (new,
 //! changed and deleted records) and inject faults per path.
+
+#[cfg(feature = "square")]
+pub mod square;

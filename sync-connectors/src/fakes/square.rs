@@ -1,0 +1,768 @@
+//! A loopback fake of the Square API (a wiremock server on 127.0.0.1) reproducing the
+//! contract of `shared/reference/api-semantics.md` section 1, which the
+//! [`square`](crate::square) connector is written against:
+//!
+//! - bearer auth and a `Square-Version` header required (401 / 400 otherwise);
+//! - opaque cursors that encode the original query: a cursor sent with another query, or
+//!   after [`FakeSquare::expire_cursors`], is `400 INVALID_CURSOR`; the last page has no cursor;
+//! - advisory limits: pages are cut at [`SquareState::page_clamp`] whatever the limit asked,
+//!   and with [`SquareState::empty_pages`] every page after the first is preceded by an empty
+//!   page that still has a cursor;
+//! - SearchCatalogObjects: `object_types`, `include_deleted_objects`, `begin_time` exclusive,
+//!   `limit` ≤ 1000 (others ignored), `latest_time` (the catalog's last update);
+//! - BatchRetrieveInventoryCounts: `updated_after` (strict), `location_ids`, newest first,
+//!   `limit` 1..=1000;
+//! - SearchOrders: `location_ids` 1..=10, `date_time_filter.updated_at` inclusive at both
+//!   ends (`end_at` defaults to now), sort field must equal the filtered field, default sort
+//!   `DESC`, `limit` ≤ 1000;
+//! - ListPayments: `location_id` (default: the first location), `begin_time` on `created_at`
+//!   defaulting to now minus one year, `updated_at_begin_time`/`updated_at_end_time`
+//!   inclusive, `sort_field`, `sort_order` (default `DESC`), `limit` > 100 ignored;
+//! - SearchVendors (no limit), ListLocations (no paging);
+//! - a `Date` header carrying the fake's clock ([`SquareState::now`]);
+//! - injected faults per path ([`FakeSquare::fail`]): any status, body and content type.
+//!
+//! [`FakeSquare::start`] serves a small hand-written catalog (the connector tests' fixtures);
+//! [`FakeSquare::start_seeded`] serves a deterministic data set of realistic size
+//! ([`SquareDataSet`]), and the mutation helpers ([`FakeSquare::change_price`],
+//! [`FakeSquare::add_order`], [`FakeSquare::delete_catalog_object`], ...) change it the way
+//! Square would: a new `version`, `updated_at` at the fake's clock, tombstones for deletes.
+//!
+//! ```no_run
+//! # async fn demo() -> sync_core::Result<()> {
+//! use sync_connectors::fakes::square::{FakeSquare, SquareDataSet};
+//! let fake = FakeSquare::start_seeded(&SquareDataSet::small(), 7).await;
+//! let source = fake.source();
+//! # Ok(()) }
+//! ```
+
+mod dataset;
+mod mutate;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value as J};
+use sync_core::RetryPolicy;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::http::HttpConfig;
+use crate::square::{SquareConfig, SquareSource};
+
+pub use dataset::{SquareData, SquareDataSet};
+
+/// The access token the fake accepts (anything else is 401).
+pub const TOKEN: &str = "EAAAtest-token-123";
+
+/// The fixtures of [`FakeSquare::start`], compiled in.
+fn fixture_text(name: &str) -> &'static str {
+    match name {
+        "catalog.json" => include_str!("../../tests/fixtures/square/catalog.json"),
+        "locations.json" => include_str!("../../tests/fixtures/square/locations.json"),
+        "inventory_counts.json" => {
+            include_str!("../../tests/fixtures/square/inventory_counts.json")
+        }
+        "orders.json" => include_str!("../../tests/fixtures/square/orders.json"),
+        "payments.json" => include_str!("../../tests/fixtures/square/payments.json"),
+        "vendors.json" => include_str!("../../tests/fixtures/square/vendors.json"),
+        _ => include_str!("../../tests/fixtures/square/invalid_cursor.json"),
+    }
+}
+
+/// The list `field` of the fixture `name` (empty if the fixture lacks it).
+fn fixture_list(name: &str, field: &str) -> Vec<J> {
+    serde_json::from_str::<J>(fixture_text(name))
+        .ok()
+        .and_then(|v| v.get(field).and_then(J::as_array).cloned())
+        .unwrap_or_default()
+}
+
+/// Parses an RFC 3339 time.
+pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// RFC 3339 with milliseconds, as Square writes its times.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn time_of(v: &J, field: &str) -> Option<DateTime<Utc>> {
+    v.get(field).and_then(J::as_str).and_then(parse_time)
+}
+
+/// A fault served instead of the normal answer.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The request path it applies to.
+    pub path: String,
+    /// The status served.
+    pub status: u16,
+    /// The body served.
+    pub body: String,
+    /// The body's content type.
+    pub content_type: &'static str,
+    /// Requests to the path answered normally before the fault starts.
+    pub after: u32,
+    /// How many requests get the fault.
+    pub times: u32,
+}
+
+/// What the fake holds; tests and examples change it between runs.
+#[derive(Debug)]
+pub struct SquareState {
+    /// The fake's clock: the `Date` header, the default `end_at`, the stamp of mutations.
+    pub now: DateTime<Utc>,
+    /// Catalog objects (every type, tombstones included).
+    pub catalog: Vec<J>,
+    /// Locations.
+    pub locations: Vec<J>,
+    /// Inventory counts.
+    pub counts: Vec<J>,
+    /// Orders with their child lists.
+    pub orders: Vec<J>,
+    /// Payments.
+    pub payments: Vec<J>,
+    /// Vendors.
+    pub vendors: Vec<J>,
+    /// The largest page the server returns, whatever the limit asked.
+    pub page_clamp: usize,
+    /// Every page after the first is preceded by an empty page that has a cursor.
+    pub empty_pages: bool,
+    /// Faults served instead of answers, in order.
+    pub faults: VecDeque<Fault>,
+    cursors: HashMap<String, (String, usize, bool)>,
+    issued: u64,
+}
+
+impl SquareState {
+    fn new(now: DateTime<Utc>, data: SquareData) -> Self {
+        SquareState {
+            now,
+            catalog: data.catalog,
+            locations: data.locations,
+            counts: data.counts,
+            orders: data.orders,
+            payments: data.payments,
+            vendors: data.vendors,
+            page_clamp: 1000,
+            empty_pages: false,
+            faults: VecDeque::new(),
+            cursors: HashMap::new(),
+            issued: 0,
+        }
+    }
+
+    fn cursor(&mut self, query: &str, offset: usize, empty_first: bool) -> String {
+        self.issued += 1;
+        let c = format!(
+            "CUR{:08x}{:04}",
+            self.issued.wrapping_mul(2_654_435_761),
+            self.issued
+        );
+        self.cursors
+            .insert(c.clone(), (query.to_owned(), offset, empty_first));
+        c
+    }
+
+    /// Resolves a request's cursor: the offset it stands for, `Err` for INVALID_CURSOR, and
+    /// whether this answer is the injected empty page.
+    fn offset(&mut self, cursor: Option<&str>, query: &str) -> Result<(usize, bool), ()> {
+        let Some(c) = cursor else {
+            return Ok((0, false));
+        };
+        match self.cursors.get_mut(c) {
+            Some((q, offset, empty_first)) if q == query => {
+                let empty = std::mem::replace(empty_first, false);
+                Ok((*offset, empty))
+            }
+            _ => Err(()),
+        }
+    }
+
+    /// One page of `all` for `query`, as (items, next cursor).
+    fn page(
+        &mut self,
+        all: Vec<J>,
+        cursor: Option<&str>,
+        query: &str,
+        limit: usize,
+    ) -> Result<(Vec<J>, Option<String>), ResponseTemplate> {
+        let (offset, empty) = self.offset(cursor, query).map_err(|()| invalid_cursor())?;
+        if empty {
+            let next = self.cursor(query, offset, false);
+            return Ok((Vec::new(), Some(next)));
+        }
+        let size = limit.min(self.page_clamp).max(1);
+        let items: Vec<J> = all.iter().skip(offset).take(size).cloned().collect();
+        let end = offset + items.len();
+        let empty_first = self.empty_pages;
+        let next = (end < all.len()).then(|| self.cursor(query, end, empty_first));
+        Ok((items, next))
+    }
+
+    /// The catalog's last update (`latest_time` of SearchCatalogObjects).
+    pub fn latest_time(&self) -> Option<String> {
+        self.catalog
+            .iter()
+            .filter_map(|o| time_of(o, "updated_at"))
+            .max()
+            .map(rfc3339)
+    }
+
+    /// A copy of the data the fake serves.
+    pub fn data(&self) -> SquareData {
+        SquareData {
+            catalog: self.catalog.clone(),
+            locations: self.locations.clone(),
+            counts: self.counts.clone(),
+            orders: self.orders.clone(),
+            payments: self.payments.clone(),
+            vendors: self.vendors.clone(),
+        }
+    }
+}
+
+/// A Square error body: `{"errors":[{"category","code","detail"}]}` with `status`.
+pub fn error_body(status: u16, category: &str, code: &str, detail: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "errors": [{"category": category, "code": code, "detail": detail}]
+    }))
+}
+
+fn invalid_cursor() -> ResponseTemplate {
+    ResponseTemplate::new(400).set_body_raw(fixture_text("invalid_cursor.json"), "application/json")
+}
+
+fn bad_value(detail: &str) -> ResponseTemplate {
+    error_body(400, "INVALID_REQUEST_ERROR", "INVALID_VALUE", detail)
+}
+
+/// A time field of a request: absent, valid, or a 400 `INVALID_VALUE`.
+fn request_time(
+    value: Option<&str>,
+    field: &str,
+) -> Result<Option<DateTime<Utc>>, ResponseTemplate> {
+    match value {
+        None => Ok(None),
+        Some(s) => parse_time(s)
+            .map(Some)
+            .ok_or_else(|| bad_value(&format!("{field} is not an RFC 3339 time"))),
+    }
+}
+
+/// The fake server and its state.
+pub struct FakeSquare {
+    /// The wiremock server (for `received_requests`).
+    pub server: MockServer,
+    /// The data and settings the server answers from.
+    pub state: Arc<Mutex<SquareState>>,
+}
+
+impl std::fmt::Debug for FakeSquare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeSquare")
+            .field("uri", &self.server.uri())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeSquare {
+    /// A fake holding the connector tests' fixtures, its clock at 2024-05-01T12:30:00Z.
+    pub async fn start() -> FakeSquare {
+        let data = SquareData {
+            catalog: fixture_list("catalog.json", "objects"),
+            locations: fixture_list("locations.json", "locations"),
+            counts: fixture_list("inventory_counts.json", "counts"),
+            orders: fixture_list("orders.json", "orders"),
+            payments: fixture_list("payments.json", "payments"),
+            vendors: fixture_list("vendors.json", "vendors"),
+        };
+        let now = parse_time("2024-05-01T12:30:00Z").unwrap_or_default();
+        Self::start_with(now, data).await
+    }
+
+    /// A fake serving the deterministic data set `shape` generated from `seed`, its clock
+    /// just after the newest record.
+    pub async fn start_seeded(shape: &SquareDataSet, seed: u64) -> FakeSquare {
+        let (now, data) = shape.generate(seed);
+        Self::start_with(now, data).await
+    }
+
+    /// A fake serving `data`, its clock at `now`.
+    pub async fn start_with(now: DateTime<Utc>, data: SquareData) -> FakeSquare {
+        let state = Arc::new(Mutex::new(SquareState::new(now, data)));
+        let server = MockServer::start().await;
+        let s = state.clone();
+        Mock::given(wiremock::matchers::any())
+            .respond_with(move |req: &Request| {
+                let mut st = s.lock().unwrap_or_else(|e| e.into_inner());
+                let now = st.now;
+                let response = handle(&mut st, req);
+                response.insert_header("date", httpdate::fmt_http_date(now.into()))
+            })
+            .mount(&server)
+            .await;
+        FakeSquare { server, state }
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SquareState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the state under its lock.
+    pub fn with<R>(&self, f: impl FnOnce(&mut SquareState) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    /// A copy of the data the fake serves now.
+    pub fn data(&self) -> SquareData {
+        self.lock().data()
+    }
+
+    /// Serves `status` with `body` for the next `times` requests to `path`.
+    pub fn fail(
+        &self,
+        path: &str,
+        times: u32,
+        status: u16,
+        body: &str,
+        content_type: &'static str,
+    ) {
+        self.fail_after(path, 0, times, status, body, content_type);
+    }
+
+    /// Answers `after` requests to `path` normally, then serves `status` with `body` `times`
+    /// times.
+    pub fn fail_after(
+        &self,
+        path: &str,
+        after: u32,
+        times: u32,
+        status: u16,
+        body: &str,
+        content_type: &'static str,
+    ) {
+        self.with(|s| {
+            s.faults.push_back(Fault {
+                path: path.into(),
+                status,
+                body: body.into(),
+                content_type,
+                after,
+                times,
+            })
+        });
+    }
+
+    /// Removes every injected fault.
+    pub fn heal(&self) {
+        self.with(|s| s.faults.clear());
+    }
+
+    /// Forgets every cursor issued: the next request with one gets INVALID_CURSOR.
+    pub fn expire_cursors(&self) {
+        self.with(|s| s.cursors.clear());
+    }
+
+    /// Replaces (or adds) the catalog object with `object["id"]`, as given.
+    pub fn put_catalog(&self, object: J) {
+        self.with(|s| put(&mut s.catalog, object));
+    }
+
+    /// Replaces (or adds) the order with `order["id"]`, as given.
+    pub fn put_order(&self, order: J) {
+        self.with(|s| put(&mut s.orders, order));
+    }
+
+    /// The JSON bodies of the requests received at `path`, in order.
+    pub async fn bodies(&self, path: &str) -> Vec<J> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == path)
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(J::Null))
+            .collect()
+    }
+
+    /// The query pairs of the requests received at `path`, in order.
+    pub async fn queries(&self, path: &str) -> Vec<HashMap<String, String>> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == path)
+            .map(|r| {
+                r.url
+                    .query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// How many requests reached `path`.
+    pub async fn count(&self, path: &str) -> usize {
+        self.bodies(path).await.len()
+    }
+
+    /// A config for this fake: its token, short timeouts, quick retries.
+    pub fn config(&self) -> SquareConfig {
+        SquareConfig::builder(TOKEN)
+            .with_base_url(self.uri())
+            .with_http(HttpConfig {
+                total_timeout_ms: Some(10_000),
+                error_body_excerpt_bytes: 4096,
+                ..HttpConfig::default()
+            })
+            .with_retry(
+                RetryPolicy::default()
+                    .with_max_attempts(3)
+                    .with_backoff(Duration::from_millis(1), Duration::from_millis(5)),
+            )
+            .build()
+            .expect("the fake's config is valid")
+    }
+
+    /// A config whose client has no timers (for paused-clock tests).
+    pub fn paused_config(&self) -> SquareConfig {
+        SquareConfig::builder(TOKEN)
+            .with_base_url(self.uri())
+            .with_http(HttpConfig {
+                connect_timeout_ms: None,
+                read_timeout_ms: None,
+                total_timeout_ms: None,
+                pool_idle_timeout_ms: None,
+                error_body_excerpt_bytes: 4096,
+                ..HttpConfig::default()
+            })
+            .build()
+            .expect("the fake's config is valid")
+    }
+
+    /// A source over this fake ([`FakeSquare::config`]).
+    pub fn source(&self) -> Arc<SquareSource> {
+        Arc::new(SquareSource::new(self.config()).expect("the fake's config is valid"))
+    }
+}
+
+pub(crate) fn put(list: &mut Vec<J>, item: J) {
+    match list.iter().position(|o| o["id"] == item["id"]) {
+        Some(i) => list[i] = item,
+        None => list.push(item),
+    }
+}
+
+fn handle(st: &mut SquareState, req: &Request) -> ResponseTemplate {
+    let path = req.url.path().to_owned();
+    if let Some(i) = st.faults.iter().position(|f| f.path == path) {
+        let f = &mut st.faults[i];
+        if f.after > 0 {
+            f.after -= 1;
+            return normal(st, req, &path);
+        }
+        let r = ResponseTemplate::new(f.status).set_body_raw(f.body.clone(), f.content_type);
+        f.times = f.times.saturating_sub(1);
+        if f.times == 0 {
+            st.faults.remove(i);
+        }
+        return r;
+    }
+    normal(st, req, &path)
+}
+
+fn normal(st: &mut SquareState, req: &Request, path: &str) -> ResponseTemplate {
+    let auth = req
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {TOKEN}")) {
+        return error_body(
+            401,
+            "AUTHENTICATION_ERROR",
+            "UNAUTHORIZED",
+            "This request could not be authorized.",
+        );
+    }
+    if req.headers.get("square-version").is_none() {
+        return bad_value("Square-Version is required");
+    }
+    let body: J = if req.body.is_empty() {
+        J::Null
+    } else {
+        match serde_json::from_slice(&req.body) {
+            Ok(b) => b,
+            Err(_) => {
+                return error_body(
+                    400,
+                    "INVALID_REQUEST_ERROR",
+                    "INVALID_REQUEST_BODY",
+                    "bad json",
+                )
+            }
+        }
+    };
+    let query: HashMap<String, String> = req
+        .url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let result = match (req.method.as_str(), path) {
+        ("POST", "/v2/catalog/search") => catalog_search(st, &body),
+        ("GET", "/v2/locations") => Ok(json!({"locations": st.locations})),
+        ("POST", "/v2/inventory/counts/batch-retrieve") => inventory(st, &body),
+        ("POST", "/v2/orders/search") => orders(st, &body),
+        ("GET", "/v2/payments") => payments(st, &query),
+        ("POST", "/v2/vendors/search") => vendors(st, &body),
+        _ => {
+            return error_body(
+                404,
+                "INVALID_REQUEST_ERROR",
+                "NOT_FOUND",
+                "no such endpoint",
+            )
+        }
+    };
+    match result {
+        Ok(json) => ResponseTemplate::new(200).set_body_json(json),
+        Err(r) => r,
+    }
+}
+
+/// The query of a request without its cursor, as the key cursors are tied to.
+fn fingerprint(body: &J) -> String {
+    let mut b = body.clone();
+    if let Some(o) = b.as_object_mut() {
+        o.remove("cursor");
+    }
+    b.to_string()
+}
+
+fn limit_of(body: &J, default: usize, max: usize) -> Result<usize, ResponseTemplate> {
+    match body.get("limit").and_then(J::as_i64) {
+        None => Ok(default),
+        Some(l) if l >= 1 && l as usize <= max => Ok(l as usize),
+        Some(_) => Err(bad_value("limit is out of range")),
+    }
+}
+
+/// `{field: items, "cursor": next}` (no cursor on the last page).
+fn answer(field: &str, items: Vec<J>, cursor: Option<String>) -> J {
+    let mut out = json!({ field: items });
+    if let Some(c) = cursor {
+        out["cursor"] = json!(c);
+    }
+    out
+}
+
+fn catalog_search(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
+    let types: Vec<String> = match body.get("object_types").and_then(J::as_array) {
+        Some(t) => t
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        None => vec!["ITEM".into(), "CATEGORY".into()],
+    };
+    let deleted = body
+        .get("include_deleted_objects")
+        .and_then(J::as_bool)
+        .unwrap_or(false);
+    let begin = request_time(body.get("begin_time").and_then(J::as_str), "begin_time")?;
+    // Advisory: values <= 0 or > 1000 are ignored.
+    let limit = match body.get("limit").and_then(J::as_i64) {
+        Some(l) if (1..=1000).contains(&l) => l as usize,
+        _ => 100,
+    };
+    let mut all: Vec<J> = st
+        .catalog
+        .iter()
+        .filter(|o| types.iter().any(|ty| o["type"] == ty.as_str()))
+        .filter(|o| deleted || !o["is_deleted"].as_bool().unwrap_or(false))
+        // Exclusive: an object updated exactly at `begin_time` is not returned.
+        .filter(|o| begin.map_or(true, |b| time_of(o, "updated_at").is_some_and(|u| u > b)))
+        .cloned()
+        .collect();
+    all.sort_by_key(|o| {
+        (
+            time_of(o, "updated_at"),
+            o["id"].as_str().unwrap_or("").to_owned(),
+        )
+    });
+    let (objects, cursor) = st.page(
+        all,
+        body.get("cursor").and_then(J::as_str),
+        &fingerprint(body),
+        limit,
+    )?;
+    let mut out = answer("objects", objects, cursor);
+    out["latest_time"] = json!(st.latest_time());
+    Ok(out)
+}
+
+fn inventory(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
+    let limit = limit_of(body, 1000, 1000)?;
+    let after = request_time(
+        body.get("updated_after").and_then(J::as_str),
+        "updated_after",
+    )?;
+    let locations: Option<Vec<String>> = body.get("location_ids").and_then(J::as_array).map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    });
+    let mut all: Vec<J> = st
+        .counts
+        .iter()
+        .filter(|c| after.map_or(true, |a| time_of(c, "calculated_at").is_some_and(|x| x > a)))
+        .filter(|c| {
+            locations
+                .as_ref()
+                .map_or(true, |l| l.iter().any(|id| c["location_id"] == id.as_str()))
+        })
+        .cloned()
+        .collect();
+    // Newest first.
+    all.sort_by_key(|c| std::cmp::Reverse(time_of(c, "calculated_at")));
+    let (counts, cursor) = st.page(
+        all,
+        body.get("cursor").and_then(J::as_str),
+        &fingerprint(body),
+        limit,
+    )?;
+    let mut out = answer("counts", counts, cursor);
+    out["errors"] = json!([]);
+    Ok(out)
+}
+
+fn orders(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
+    let limit = limit_of(body, 500, 1000)?;
+    let locations: Vec<String> = body
+        .get("location_ids")
+        .and_then(J::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if locations.is_empty() || locations.len() > 10 {
+        return Err(bad_value("location_ids must hold 1 to 10 ids"));
+    }
+    let query = &body["query"];
+    let range = &query["filter"]["date_time_filter"]["updated_at"];
+    let sort_field = query["sort"]["sort_field"].as_str().unwrap_or("CREATED_AT");
+    if !range.is_null() && sort_field != "UPDATED_AT" {
+        return Err(error_body(
+            400,
+            "INVALID_REQUEST_ERROR",
+            "INVALID_SORT_FIELD",
+            "sort_field must match the date_time_filter field",
+        ));
+    }
+    let start = request_time(range.get("start_at").and_then(J::as_str), "start_at")?;
+    // An absent end defaults to the time of the first request for the cursor.
+    let end = request_time(range.get("end_at").and_then(J::as_str), "end_at")?.unwrap_or(st.now);
+    let field = if sort_field == "UPDATED_AT" {
+        "updated_at"
+    } else {
+        "created_at"
+    };
+    let mut all: Vec<J> = st
+        .orders
+        .iter()
+        .filter(|o| locations.iter().any(|l| o["location_id"] == l.as_str()))
+        .filter(|o| {
+            let u = time_of(o, "updated_at");
+            // Inclusive at both ends.
+            range.is_null() || u.is_some_and(|u| start.map_or(true, |s| u >= s) && u <= end)
+        })
+        .cloned()
+        .collect();
+    all.sort_by_key(|o| time_of(o, field));
+    if query["sort"]["sort_order"].as_str().unwrap_or("DESC") == "DESC" {
+        all.reverse();
+    }
+    let (orders, cursor) = st.page(
+        all,
+        body.get("cursor").and_then(J::as_str),
+        &fingerprint(body),
+        limit,
+    )?;
+    Ok(answer("orders", orders, cursor))
+}
+
+fn payments(st: &mut SquareState, q: &HashMap<String, String>) -> Result<J, ResponseTemplate> {
+    let time = |name: &str| request_time(q.get(name).map(String::as_str), name);
+    let location = match q.get("location_id") {
+        Some(l) => l.clone(),
+        None => st
+            .locations
+            .first()
+            .and_then(|l| l["id"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let begin = time("begin_time")?.unwrap_or(st.now - chrono::Duration::days(365));
+    let end = time("end_time")?.unwrap_or(st.now);
+    let ubegin = time("updated_at_begin_time")?;
+    let uend = time("updated_at_end_time")?;
+    // A larger limit is ignored and the default (100) used.
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| (1..=100).contains(l))
+        .unwrap_or(100);
+    let field = match q.get("sort_field").map(String::as_str) {
+        Some("UPDATED_AT") => "updated_at",
+        _ => "created_at",
+    };
+    let mut all: Vec<J> = st
+        .payments
+        .iter()
+        .filter(|p| p["location_id"] == location.as_str())
+        .filter(|p| time_of(p, "created_at").is_some_and(|c| c >= begin && c <= end))
+        .filter(|p| {
+            let u = time_of(p, "updated_at");
+            u.is_some_and(|u| ubegin.map_or(true, |b| u >= b) && uend.map_or(true, |e| u <= e))
+        })
+        .cloned()
+        .collect();
+    all.sort_by_key(|p| time_of(p, field));
+    if q.get("sort_order").map_or("DESC", String::as_str) == "DESC" {
+        all.reverse();
+    }
+    let mut key: Vec<(&String, &String)> = q.iter().filter(|(k, _)| *k != "cursor").collect();
+    key.sort();
+    let (payments, cursor) = st.page(
+        all,
+        q.get("cursor").map(String::as_str),
+        &format!("{key:?}"),
+        limit,
+    )?;
+    Ok(answer("payments", payments, cursor))
+}
+
+fn vendors(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
+    let mut all = st.vendors.clone();
+    all.sort_by_key(|v| time_of(v, "created_at"));
+    let clamp = st.page_clamp;
+    let (vendors, cursor) = st.page(
+        all,
+        body.get("cursor").and_then(J::as_str),
+        &fingerprint(body),
+        clamp,
+    )?;
+    Ok(answer("vendors", vendors, cursor))
+}
