@@ -16,4 +16,5 @@
 pub mod admin;
 pub mod demo_api;
 pub mod engine;
+pub mod square_sync;
 pub mod store;
