@@ -40,6 +40,7 @@ mod dataset;
 mod mutate;
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -184,25 +185,26 @@ impl SquareState {
         }
     }
 
-    /// One page of `all` for `query`, as (items, next cursor).
+    /// One page of a result of `total` records for `query`: the range of it to serve and
+    /// the next cursor.
     fn page(
         &mut self,
-        all: Vec<J>,
+        total: usize,
         cursor: Option<&str>,
         query: &str,
         limit: usize,
-    ) -> Result<(Vec<J>, Option<String>), ResponseTemplate> {
+    ) -> Result<(Range<usize>, Option<String>), ResponseTemplate> {
         let (offset, empty) = self.offset(cursor, query).map_err(|()| invalid_cursor())?;
         if empty {
             let next = self.cursor(query, offset, false);
-            return Ok((Vec::new(), Some(next)));
+            return Ok((offset..offset, Some(next)));
         }
         let size = limit.min(self.page_clamp).max(1);
-        let items: Vec<J> = all.iter().skip(offset).take(size).cloned().collect();
-        let end = offset + items.len();
+        let range = offset.min(total)..(offset + size).min(total);
+        let end = range.end;
         let empty_first = self.empty_pages;
-        let next = (end < all.len()).then(|| self.cursor(query, end, empty_first));
-        Ok((items, next))
+        let next = (end < total).then(|| self.cursor(query, end, empty_first));
+        Ok((range, next))
     }
 
     /// The catalog's last update (`latest_time` of SearchCatalogObjects).
@@ -558,6 +560,23 @@ fn limit_of(body: &J, default: usize, max: usize) -> Result<usize, ResponseTempl
     }
 }
 
+/// The records of `list` at the positions `picked[range]`, cloned.
+fn pick(list: &[J], picked: &[usize], range: Range<usize>) -> Vec<J> {
+    picked[range].iter().map(|&i| list[i].clone()).collect()
+}
+
+/// The positions in `list` of the records `keep` accepts, ordered by `key` (stable).
+fn select<K: Ord>(list: &[J], keep: impl Fn(&J) -> bool, key: impl Fn(&J) -> K) -> Vec<usize> {
+    let mut keyed: Vec<(K, usize)> = list
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| keep(o))
+        .map(|(i, o)| (key(o), i))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
 /// `{field: items, "cursor": next}` (no cursor on the last page).
 fn answer(field: &str, items: Vec<J>, cursor: Option<String>) -> J {
     let mut out = json!({ field: items });
@@ -585,28 +604,24 @@ fn catalog_search(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate>
         Some(l) if (1..=1000).contains(&l) => l as usize,
         _ => 100,
     };
-    let mut all: Vec<J> = st
-        .catalog
-        .iter()
-        .filter(|o| types.iter().any(|ty| o["type"] == ty.as_str()))
-        .filter(|o| deleted || !o["is_deleted"].as_bool().unwrap_or(false))
-        // Exclusive: an object updated exactly at `begin_time` is not returned.
-        .filter(|o| begin.map_or(true, |b| time_of(o, "updated_at").is_some_and(|u| u > b)))
-        .cloned()
-        .collect();
-    all.sort_by_key(|o| {
-        (
-            time_of(o, "updated_at"),
-            o["id"].as_str().unwrap_or("").to_owned(),
-        )
-    });
-    let (objects, cursor) = st.page(
-        all,
-        body.get("cursor").and_then(J::as_str),
-        &fingerprint(body),
-        limit,
-    )?;
-    let mut out = answer("objects", objects, cursor);
+    let picked = select(
+        &st.catalog,
+        |o| {
+            types.iter().any(|ty| o["type"] == ty.as_str())
+                && (deleted || !o["is_deleted"].as_bool().unwrap_or(false))
+                // Exclusive: an object updated exactly at `begin_time` is not returned.
+                && begin.map_or(true, |b| time_of(o, "updated_at").is_some_and(|u| u > b))
+        },
+        |o| {
+            (
+                time_of(o, "updated_at"),
+                o["id"].as_str().unwrap_or("").to_owned(),
+            )
+        },
+    );
+    let cursor = body.get("cursor").and_then(J::as_str);
+    let (range, next) = st.page(picked.len(), cursor, &fingerprint(body), limit)?;
+    let mut out = answer("objects", pick(&st.catalog, &picked, range), next);
     out["latest_time"] = json!(st.latest_time());
     Ok(out)
 }
@@ -622,26 +637,20 @@ fn inventory(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
             .filter_map(|v| v.as_str().map(str::to_owned))
             .collect()
     });
-    let mut all: Vec<J> = st
-        .counts
-        .iter()
-        .filter(|c| after.map_or(true, |a| time_of(c, "calculated_at").is_some_and(|x| x > a)))
-        .filter(|c| {
-            locations
-                .as_ref()
-                .map_or(true, |l| l.iter().any(|id| c["location_id"] == id.as_str()))
-        })
-        .cloned()
-        .collect();
-    // Newest first.
-    all.sort_by_key(|c| std::cmp::Reverse(time_of(c, "calculated_at")));
-    let (counts, cursor) = st.page(
-        all,
-        body.get("cursor").and_then(J::as_str),
-        &fingerprint(body),
-        limit,
-    )?;
-    let mut out = answer("counts", counts, cursor);
+    let picked = select(
+        &st.counts,
+        |c| {
+            after.map_or(true, |a| time_of(c, "calculated_at").is_some_and(|x| x > a))
+                && locations
+                    .as_ref()
+                    .map_or(true, |l| l.iter().any(|id| c["location_id"] == id.as_str()))
+        },
+        // Newest first.
+        |c| std::cmp::Reverse(time_of(c, "calculated_at")),
+    );
+    let cursor = body.get("cursor").and_then(J::as_str);
+    let (range, next) = st.page(picked.len(), cursor, &fingerprint(body), limit)?;
+    let mut out = answer("counts", pick(&st.counts, &picked, range), next);
     out["errors"] = json!([]);
     Ok(out)
 }
@@ -679,28 +688,23 @@ fn orders(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
     } else {
         "created_at"
     };
-    let mut all: Vec<J> = st
-        .orders
-        .iter()
-        .filter(|o| locations.iter().any(|l| o["location_id"] == l.as_str()))
-        .filter(|o| {
+    let mut picked = select(
+        &st.orders,
+        |o| {
             let u = time_of(o, "updated_at");
-            // Inclusive at both ends.
-            range.is_null() || u.is_some_and(|u| start.map_or(true, |s| u >= s) && u <= end)
-        })
-        .cloned()
-        .collect();
-    all.sort_by_key(|o| time_of(o, field));
+            locations.iter().any(|l| o["location_id"] == l.as_str())
+                // Inclusive at both ends.
+                && (range.is_null()
+                    || u.is_some_and(|u| start.map_or(true, |s| u >= s) && u <= end))
+        },
+        |o| time_of(o, field),
+    );
     if query["sort"]["sort_order"].as_str().unwrap_or("DESC") == "DESC" {
-        all.reverse();
+        picked.reverse();
     }
-    let (orders, cursor) = st.page(
-        all,
-        body.get("cursor").and_then(J::as_str),
-        &fingerprint(body),
-        limit,
-    )?;
-    Ok(answer("orders", orders, cursor))
+    let cursor = body.get("cursor").and_then(J::as_str);
+    let (range, next) = st.page(picked.len(), cursor, &fingerprint(body), limit)?;
+    Ok(answer("orders", pick(&st.orders, &picked, range), next))
 }
 
 fn payments(st: &mut SquareState, q: &HashMap<String, String>) -> Result<J, ResponseTemplate> {
@@ -728,41 +732,32 @@ fn payments(st: &mut SquareState, q: &HashMap<String, String>) -> Result<J, Resp
         Some("UPDATED_AT") => "updated_at",
         _ => "created_at",
     };
-    let mut all: Vec<J> = st
-        .payments
-        .iter()
-        .filter(|p| p["location_id"] == location.as_str())
-        .filter(|p| time_of(p, "created_at").is_some_and(|c| c >= begin && c <= end))
-        .filter(|p| {
+    let mut picked = select(
+        &st.payments,
+        |p| {
             let u = time_of(p, "updated_at");
-            u.is_some_and(|u| ubegin.map_or(true, |b| u >= b) && uend.map_or(true, |e| u <= e))
-        })
-        .cloned()
-        .collect();
-    all.sort_by_key(|p| time_of(p, field));
+            p["location_id"] == location.as_str()
+                && time_of(p, "created_at").is_some_and(|c| c >= begin && c <= end)
+                && u.is_some_and(|u| {
+                    ubegin.map_or(true, |b| u >= b) && uend.map_or(true, |e| u <= e)
+                })
+        },
+        |p| time_of(p, field),
+    );
     if q.get("sort_order").map_or("DESC", String::as_str) == "DESC" {
-        all.reverse();
+        picked.reverse();
     }
     let mut key: Vec<(&String, &String)> = q.iter().filter(|(k, _)| *k != "cursor").collect();
     key.sort();
-    let (payments, cursor) = st.page(
-        all,
-        q.get("cursor").map(String::as_str),
-        &format!("{key:?}"),
-        limit,
-    )?;
-    Ok(answer("payments", payments, cursor))
+    let cursor = q.get("cursor").map(String::as_str);
+    let (range, next) = st.page(picked.len(), cursor, &format!("{key:?}"), limit)?;
+    Ok(answer("payments", pick(&st.payments, &picked, range), next))
 }
 
 fn vendors(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
-    let mut all = st.vendors.clone();
-    all.sort_by_key(|v| time_of(v, "created_at"));
+    let picked = select(&st.vendors, |_| true, |v| time_of(v, "created_at"));
     let clamp = st.page_clamp;
-    let (vendors, cursor) = st.page(
-        all,
-        body.get("cursor").and_then(J::as_str),
-        &fingerprint(body),
-        clamp,
-    )?;
-    Ok(answer("vendors", vendors, cursor))
+    let cursor = body.get("cursor").and_then(J::as_str);
+    let (range, next) = st.page(picked.len(), cursor, &fingerprint(body), clamp)?;
+    Ok(answer("vendors", pick(&st.vendors, &picked, range), next))
 }
