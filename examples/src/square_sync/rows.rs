@@ -19,7 +19,7 @@ pub struct NamedRows {
 impl NamedRows {
     /// `rows` ordered by key.
     pub fn new(schema: Arc<StreamSchema>, mut rows: Vec<Row>) -> Self {
-        rows.sort_by(|a, b| a.key(&schema).cmp(&b.key(&schema)));
+        rows.sort_by_key(|a| a.key(&schema));
         NamedRows { schema, rows }
     }
 
