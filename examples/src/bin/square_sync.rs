@@ -206,8 +206,19 @@ fn print_step(step: &DemoStep) {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    match run(&args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message, never a Debug dump (which could be long, and must show no URL).
+            eprintln!("square-sync failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = DemoConfig::new(&args.database);
     config.seed = args.seed;
     let sqlite_file = args
