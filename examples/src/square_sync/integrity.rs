@@ -2,12 +2,13 @@
 //! (counts, keys, a checksum of the values), and the foreign keys between the tables
 //! (orders and their line items above all). A failure is an [`IntegrityError`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value as J;
 use sync_connectors::fakes::square::SquareData;
-use sync_core::{Key, Result, Source, Value};
+use sync_core::{Column, ColumnType, Key, Result, Row, Source, StreamSchema, Value};
 
 use super::backup::SquareTargets;
 use super::export::{export_rows, CatalogRows};
@@ -180,6 +181,43 @@ fn references(
     }
 }
 
+/// Tables read whole, by stream.
+type Tables = BTreeMap<&'static str, NamedRows>;
+
+/// The tables read, with an empty table for the names not read.
+struct Read {
+    tables: Tables,
+    empty: NamedRows,
+}
+
+impl Read {
+    fn new(tables: Tables) -> Result<Self> {
+        let schema = StreamSchema::builder("none")
+            .with_column(Column::required("id", ColumnType::Text))
+            .with_primary_key(["id"])
+            .build()?;
+        Ok(Read {
+            tables,
+            empty: NamedRows::new(Arc::new(schema), Vec::new()),
+        })
+    }
+
+    fn get(&self, stream: &str) -> &NamedRows {
+        self.tables.get(stream).unwrap_or(&self.empty)
+    }
+
+    fn catalog(&self) -> CatalogRows {
+        CatalogRows {
+            items: self.get("catalog_items").clone(),
+            variations: self.get("catalog_item_variations").clone(),
+            categories: self.get("catalog_categories").clone(),
+            vendor_info: self.get("catalog_vendor_info").clone(),
+            availability: self.get("catalog_item_location_availability").clone(),
+            vendors: self.get("vendors").clone(),
+        }
+    }
+}
+
 /// Checks the target against `source` (what Square serves now) and `data` (the fake's
 /// records, for the orders' own line item lists).
 pub async fn check_integrity(
@@ -188,106 +226,77 @@ pub async fn check_integrity(
     data: &SquareData,
 ) -> Result<IntegrityReport> {
     let stager = targets.stager.as_ref();
-    let mut tables = Vec::new();
-    let mut targets_read = std::collections::BTreeMap::new();
-    let mut sources_read = std::collections::BTreeMap::new();
+    let (mut sources, mut targets_read) = (Tables::new(), Tables::new());
     for table in synced_tables()
         .into_iter()
         .filter(|t| t.stream != EXPORT_TABLE)
     {
-        let expected = NamedRows::of_source(source, table.stream).await?;
-        let actual = NamedRows::of_target(stager, schema_of(source, table.stream)?).await?;
-        sources_read.insert(table.stream, expected);
-        targets_read.insert(table.stream, actual);
+        let schema = schema_of(source, table.stream)?;
+        sources.insert(
+            table.stream,
+            NamedRows::of_source(source, table.stream).await?,
+        );
+        targets_read.insert(table.stream, NamedRows::of_target(stager, schema).await?);
     }
-    let get = |m: &std::collections::BTreeMap<&str, NamedRows>, s: &str| {
-        m.get(s)
-            .cloned()
-            .unwrap_or_else(|| NamedRows::new(std::sync::Arc::new(empty_schema()), Vec::new()))
-    };
+    let (sources, target) = (Read::new(sources)?, Read::new(targets_read)?);
     // A deleted variation arrives as a tombstone without locations: its availability rows
     // stay in the target (soft delete through catalog_item_variations.is_deleted).
-    let deleted: BTreeSet<String> = {
-        let v = get(&sources_read, "catalog_item_variations");
-        v.rows
-            .iter()
-            .filter(|r| matches!(v.get(r, "is_deleted"), Value::Bool(true)))
-            .filter_map(|r| v.text(r, "id").map(str::to_owned))
-            .collect()
-    };
+    let variations = sources.get("catalog_item_variations");
+    let deleted: BTreeSet<&str> = variations
+        .rows
+        .iter()
+        .filter(|r| matches!(variations.get(r, "is_deleted"), Value::Bool(true)))
+        .filter_map(|r| variations.text(r, "id"))
+        .collect();
+    let mut tables = Vec::new();
     for table in synced_tables() {
         if table.stream == EXPORT_TABLE {
-            let catalog = |m: &std::collections::BTreeMap<&str, NamedRows>| CatalogRows {
-                items: get(m, "catalog_items"),
-                variations: get(m, "catalog_item_variations"),
-                categories: get(m, "catalog_categories"),
-                vendor_info: get(m, "catalog_vendor_info"),
-                availability: get(m, "catalog_item_location_availability"),
-                vendors: get(m, "vendors"),
-            };
             let schema = schema_of(source, EXPORT_TABLE)?;
-            let expected = NamedRows::new(schema.clone(), export_rows(&catalog(&sources_read)));
+            let expected = NamedRows::new(schema.clone(), export_rows(&sources.catalog()));
             let actual = NamedRows::of_target(stager, schema).await?;
             tables.push(compare(EXPORT_TABLE, &expected, &actual, None));
             continue;
         }
-        let expected = get(&sources_read, table.stream);
-        let mut actual = get(&targets_read, table.stream);
-        let mut note = None;
-        if table.stream == "catalog_item_location_availability" {
-            let before = actual.rows.len();
-            let keep: Vec<_> = actual
-                .rows
-                .iter()
-                .filter(|r| {
-                    actual
-                        .text(r, "variation_id")
-                        .map_or(true, |v| !deleted.contains(v))
-                })
-                .cloned()
-                .collect();
-            actual.rows = keep;
-            if before > actual.rows.len() {
-                note = Some(format!(
-                    "{} rows of deleted variations kept",
-                    before - actual.rows.len()
-                ));
-            }
+        let (expected, actual) = (sources.get(table.stream), target.get(table.stream));
+        if table.stream != "catalog_item_location_availability" {
+            tables.push(compare(table.stream, expected, actual, None));
+            continue;
         }
-        tables.push(compare(table.stream, &expected, &actual, note));
+        let live: Vec<Row> = actual
+            .rows
+            .iter()
+            .filter(|r| {
+                actual
+                    .text(r, "variation_id")
+                    .map_or(true, |v| !deleted.contains(v))
+            })
+            .cloned()
+            .collect();
+        let kept = actual.rows.len() - live.len();
+        let note = (kept > 0).then(|| format!("{kept} rows of deleted variations kept"));
+        let live = NamedRows::new(actual.schema.clone(), live);
+        tables.push(compare(table.stream, expected, &live, note));
     }
-    let foreign_keys = foreign_keys(&|s| get(&targets_read, s), data);
     Ok(IntegrityReport {
         tables,
-        foreign_keys,
+        foreign_keys: foreign_keys(&target, data),
     })
 }
 
-fn empty_schema() -> sync_core::StreamSchema {
-    sync_core::StreamSchema::builder("none")
-        .with_column(sync_core::Column::required(
-            "id",
-            sync_core::ColumnType::Text,
-        ))
-        .with_primary_key(["id"])
-        .build()
-        .unwrap_or_else(|_| unreachable!("a one-column schema is valid"))
-}
-
-fn foreign_keys(target: &dyn Fn(&str) -> NamedRows, data: &SquareData) -> Vec<ForeignKeyCheck> {
-    let orders = target("orders");
-    let lines = target("order_line_items");
-    let order_ids = ids(&orders, "id");
+fn foreign_keys(target: &Read, data: &SquareData) -> Vec<ForeignKeyCheck> {
+    let orders = target.get("orders");
+    let lines = target.get("order_line_items");
+    let order_ids = ids(orders, "id");
     let mut out = vec![references(
         "order_line_items.order_id -> orders.id",
-        &lines,
+        lines,
         "order_id",
         &order_ids,
     )];
     // Every order's line items (as Square has them) are in the target, at the order's version.
     let have: BTreeSet<Key> = lines.keys().into_iter().collect();
     let version_of = |o: &J| o["version"].as_i64();
-    let target_versions: std::collections::BTreeMap<String, Option<i64>> = orders
+    let target_versions: BTreeMap<String, Option<i64>> = orders
         .rows
         .iter()
         .filter_map(|r| {
@@ -332,27 +341,27 @@ fn foreign_keys(target: &dyn Fn(&str) -> NamedRows, data: &SquareData) -> Vec<Fo
     });
     out.push(references(
         "order_tenders.order_id -> orders.id",
-        &target("order_tenders"),
+        target.get("order_tenders"),
         "order_id",
         &order_ids,
     ));
     out.push(references(
         "payments.order_id -> orders.id",
-        &target("payments"),
+        target.get("payments"),
         "order_id",
         &order_ids,
     ));
-    let items = ids(&target("catalog_items"), "id");
+    let items = ids(target.get("catalog_items"), "id");
     out.push(references(
         "catalog_item_variations.item_id -> catalog_items.id",
-        &target("catalog_item_variations"),
+        target.get("catalog_item_variations"),
         "item_id",
         &items,
     ));
-    let variations = ids(&target("catalog_item_variations"), "id");
+    let variations = ids(target.get("catalog_item_variations"), "id");
     out.push(references(
         "inventory_counts.catalog_object_id -> variations.id",
-        &target("inventory_counts"),
+        target.get("inventory_counts"),
         "catalog_object_id",
         &variations,
     ));
