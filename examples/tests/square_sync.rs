@@ -298,6 +298,15 @@ async fn run_flow(config: DemoConfig) -> SquareTargets {
             assert_eq!(t.rows_written, 0, "nothing new: {}", t.table.stream);
         }
     }
+    // Every rebuild of the export was one promotion (one ledger window, one transaction):
+    // readers saw the previous export or the new one. The rollback keeps the history.
+    let export = demo
+        .targets
+        .checkpoints
+        .ledger("square/square_item_library_export")
+        .await
+        .unwrap();
+    assert_eq!(export.len(), 4, "{export:?}");
     demo.targets.clone()
 }
 
