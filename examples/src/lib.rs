@@ -12,7 +12,10 @@
 //! - [`admin`]: the admin HTTP API over the job queue (seed 003's sync engine, seed 001's
 //!   admin endpoints), and [`admin::AdminClient`], a typed client of it.
 //! - [`service`]: the admin API and workers in one process ([`service::EngineService`]).
-//! - [`venue_engine`]: seed 003 end to end, driven over HTTP (the `venue-engine` binary).
+//! - the five seed systems end to end, each behind a binary of the same name:
+//!   [`restaurant_delta`] (seed 000), [`square_sync`] (seed 001), [`device_sync`] (seed
+//!   002), [`venue_engine`] (seed 003, driven over HTTP) and [`opportunity_batches`] (seed
+//!   004).
 //!
 //! The `quickstart` binary syncs it into SQLite: a full sync, 1% of the records changed, a
 //! crash in the middle of the incremental sync, and the resume.
@@ -24,5 +27,6 @@ pub mod engine;
 pub mod opportunity_batches;
 pub mod restaurant_delta;
 pub mod service;
+pub mod square_sync;
 pub mod store;
 pub mod venue_engine;

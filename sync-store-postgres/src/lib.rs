@@ -42,6 +42,7 @@ mod lease;
 mod promote;
 mod queue;
 mod schema;
+mod snapshot;
 mod sql;
 mod stage;
 mod store;

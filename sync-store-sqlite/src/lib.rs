@@ -41,6 +41,7 @@ mod promote;
 mod queue;
 mod run;
 mod schema;
+mod snapshot;
 mod sql;
 mod stage;
 mod store;

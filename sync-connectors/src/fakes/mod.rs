@@ -18,3 +18,5 @@ pub mod dataverse;
 pub mod oracle;
 #[cfg(feature = "sqs")]
 pub mod sqs;
+#[cfg(feature = "square")]
+pub mod square;

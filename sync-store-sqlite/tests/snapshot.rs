@@ -1,0 +1,113 @@
+//! `backup_to` and `restore_from`: a rollback puts back exactly the backed-up targets and
+//! the checkpoints that describe them, together; fences keep growing; bad requests are
+//! typed errors that change nothing.
+
+use std::sync::Arc;
+
+use sync_core::stager::{PromoteMode, StagingRun, ValidationRules};
+use sync_core::testkit::{batch, commit, item, keyed_schema};
+use sync_core::{Checkpoint, ErrorKind, Position, Row, Stager, StreamSchema};
+use sync_store_sqlite::{SqliteConfig, SqliteStore};
+
+async fn begin(store: &SqliteStore, sync: &str, schema: &Arc<StreamSchema>) -> StagingRun {
+    store.ensure_stream(schema).await.unwrap();
+    let fence = store.acquire_fence(sync).await.unwrap();
+    store
+        .begin(sync, schema.clone(), fence, serde_json::Value::Null)
+        .await
+        .unwrap()
+}
+
+/// Stages and promotes `rows` into `schema`'s target under `sync`, advancing its offset.
+async fn load(store: &SqliteStore, sync: &str, schema: &Arc<StreamSchema>, rows: Vec<Row>) {
+    let run = begin(store, sync, schema).await;
+    let stored = store.load(sync).await.unwrap();
+    let (from, version) = match &stored {
+        Some(s) => (s.state.position.clone(), Some(s.version)),
+        None => (Position::Start, None),
+    };
+    let to = Position::Offset(version.unwrap_or(0) + 1);
+    store
+        .stage(&run, batch(schema, rows, Position::Start, to.clone()))
+        .await
+        .unwrap();
+    store
+        .validate(&run, &ValidationRules::default())
+        .await
+        .unwrap();
+    let c = commit(sync, version, run.fence, from, to);
+    store
+        .promote(&run, &PromoteMode::Upsert, &c, true)
+        .await
+        .unwrap();
+}
+
+fn items(range: std::ops::Range<usize>, version: i64) -> Vec<Row> {
+    range
+        .map(|i| item(&format!("k{i:03}"), version, None))
+        .collect()
+}
+
+#[tokio::test]
+async fn restore_puts_back_targets_and_checkpoints_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("s.db")))
+        .await
+        .unwrap();
+    let (a, b) = (keyed_schema("a"), keyed_schema("b"));
+    load(&store, "sync/a", &a, items(0..10, 1)).await;
+    let rows_before = store.read_target("a").await.unwrap();
+    let checkpoint_before = store.load("sync/a").await.unwrap();
+    let backup = dir.path().join("s.db.backup");
+    store.backup_to(&backup).await.unwrap();
+
+    // After the backup: newer versions, more rows, a table that did not exist.
+    load(&store, "sync/a", &a, items(5..15, 2)).await;
+    load(&store, "sync/b", &b, items(0..3, 1)).await;
+    let fence_after = store.acquire_fence("sync/a").await.unwrap();
+    assert_ne!(store.read_target("a").await.unwrap(), rows_before);
+
+    let (streams, syncs) = (
+        vec!["a".to_owned(), "b".to_owned()],
+        vec!["sync/a".to_owned(), "sync/b".to_owned()],
+    );
+    store.restore_from(&backup, &streams, &syncs).await.unwrap();
+    assert_eq!(store.read_target("a").await.unwrap(), rows_before);
+    assert!(store.read_target("b").await.unwrap().is_empty());
+    assert_eq!(store.load("sync/a").await.unwrap(), checkpoint_before);
+    assert_eq!(store.load("sync/b").await.unwrap(), None);
+    // Fences are not restored: they only grow.
+    assert!(store.acquire_fence("sync/a").await.unwrap() > fence_after);
+    // The restored state syncs on from its checkpoint.
+    load(&store, "sync/a", &a, items(5..15, 2)).await;
+    assert_eq!(store.read_target("a").await.unwrap().len(), 15);
+    assert_eq!(store.load("sync/a").await.unwrap().unwrap().version, 2);
+}
+
+#[tokio::test]
+async fn bad_restores_are_typed_errors_that_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(dir.path().join("s.db")))
+        .await
+        .unwrap();
+    let a = keyed_schema("a");
+    load(&store, "sync/a", &a, items(0..4, 1)).await;
+    let backup = dir.path().join("s.db.backup");
+    let (streams, syncs) = (vec!["a".to_owned()], vec!["sync/a".to_owned()]);
+
+    let missing = store.restore_from(&backup, &streams, &syncs).await;
+    assert_eq!(missing.unwrap_err().kind(), ErrorKind::Config);
+    store.backup_to(&backup).await.unwrap();
+    let reserved = store
+        .restore_from(&backup, &["_sync_fences".to_owned()], &syncs)
+        .await;
+    assert_eq!(reserved.unwrap_err().kind(), ErrorKind::Config);
+
+    load(&store, "sync/a", &a, items(0..8, 2)).await;
+    let rows = store.read_target("a").await.unwrap();
+    let _open = begin(&store, "sync/a", &a).await;
+    let open = store.restore_from(&backup, &streams, &syncs).await;
+    assert_eq!(open.unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(store.read_target("a").await.unwrap(), rows);
+    assert_eq!(store.load("sync/a").await.unwrap().unwrap().version, 2);
+}
