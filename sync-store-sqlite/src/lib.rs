@@ -120,7 +120,9 @@ impl Stager for SqliteStore {
         self.inner.faults.check(FaultPoint::BeforePromote)?;
         let (run, mode, commit) = (run.clone(), mode.clone(), commit.clone());
         let report = self
-            .write(move |tx, inner| promote::promote(tx, inner, &run, &mode, &commit, close))
+            .write_with(Commit::Promote, move |tx, inner| {
+                promote::promote(tx, inner, &run, &mode, &commit, close)
+            })
             .await?;
         self.inner.faults.check(FaultPoint::AfterCommit)?;
         Ok(report)
