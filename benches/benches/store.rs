@@ -87,7 +87,13 @@ impl Cursor {
     fn step(&self) -> (Position, Position) {
         let at = self.0.get();
         self.0.set(at + PAGE);
-        (Position::Offset(at), Position::Offset(at + PAGE))
+        // A run and a checkpoint start at `Start`, not at offset 0.
+        let from = if at == 0 {
+            Position::Start
+        } else {
+            Position::Offset(at)
+        };
+        (from, Position::Offset(at + PAGE))
     }
 }
 
