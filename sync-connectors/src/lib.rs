@@ -12,7 +12,7 @@
 //! - the vendor connectors, one feature each: [`square`], [`oracle`] (Oracle Fusion Cloud),
 //!   [`cisco`] (Cisco IoT Control Center), [`dataverse`] (a Dynamics 365 sink) and [`sqs`]
 //!   (SNS-wrapped SQS messages into a change queue);
-//! - [`fakes`] (feature `fakes`): loopback fakes of those vendor APIs, each a real HTTP server
+//! - `fakes` (feature `fakes`): loopback fakes of those vendor APIs, each a real HTTP server
 //!   on 127.0.0.1 that reproduces the documented contract (auth, paging, cursors, limits,
 //!   errors), for your own tests and for the runnable examples.
 

@@ -1,5 +1,5 @@
 //! The admin HTTP API of a sync engine (axum), a thin layer over
-//! [`SyncJobs`](sync_core::jobs::SyncJobs):
+//! [`sync_core::jobs::SyncJobs`]:
 //!
 //! | method and path | what |
 //! |---|---|

@@ -10,7 +10,7 @@ use super::model::{InventoryCount, Location, Payment, Vendor};
 use super::orders::OrderTables;
 use super::table::{amount, currency, flag, int, json, text, ts, Table};
 
-/// Every stream of the Square source, in the order of [`Stream::ALL`].
+/// Every stream of the Square source, in the order the source syncs them.
 pub const STREAMS: [&str; 15] = [
     "locations",
     "catalog_categories",
