@@ -56,7 +56,8 @@ impl ServiceOptions {
     }
 }
 
-/// A running engine: the admin API and its workers.
+/// A running engine: the admin API and its workers. Stop it with
+/// [`EngineService::shutdown`]; dropping it leaves its tasks running on the runtime.
 #[derive(Debug)]
 pub struct EngineService {
     addr: SocketAddr,

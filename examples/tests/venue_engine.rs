@@ -126,3 +126,32 @@ async fn walkthrough_on_postgres() {
     drop(store);
     Arc::try_unwrap(pg).unwrap().drop_schema().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_client_refuses_names_that_would_change_the_request() {
+    // Nothing listens on port 9: a request sent would fail as `Remote`, not `InvalidInput`.
+    let client =
+        sync_examples::admin::AdminClient::new("http://127.0.0.1:9", "t".repeat(16)).unwrap();
+    for tenant in ["a&stream=x", "../admin", "a b", ""] {
+        let err = client.status("pos", Some(tenant)).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            sync_core::ErrorKind::InvalidInput,
+            "{tenant}: {err}"
+        );
+        let err = client.trigger("pos", tenant).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            sync_core::ErrorKind::InvalidInput,
+            "{tenant}: {err}"
+        );
+    }
+    let err = client.history("pos", "v", "items?x=1").await.unwrap_err();
+    assert_eq!(err.kind(), sync_core::ErrorKind::InvalidInput);
+    let err = client.status("pos", Some("venue-1")).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        sync_core::ErrorKind::Remote,
+        "a valid name is sent: {err}"
+    );
+}

@@ -6,7 +6,7 @@ use std::fmt;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sync_core::jobs::Job;
+use sync_core::jobs::{check_name, Job};
 use sync_core::{Error, ErrorKind, Result};
 
 /// A client of one admin API.
@@ -39,7 +39,10 @@ impl AdminClient {
         })
     }
 
-    /// Sends one request; a non-2xx reply is an error carrying the API's code and message.
+    /// Sends one request to `path` (already encoded); a non-2xx reply is an error carrying the
+    /// API's code and message. The typed calls below check the names they put in paths and
+    /// query strings first (letters, digits, `_`, `-`, `.`, `:`, as the API requires), so a
+    /// name can never add a path segment or a query parameter.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
         let mut request = self
             .http
@@ -86,6 +89,8 @@ impl AdminClient {
         tenant: &str,
         body: &Value,
     ) -> Result<Value> {
+        check_name("provider", provider)?;
+        check_name("tenant", tenant)?;
         let path = format!("/{provider}/integrations/{tenant}");
         self.call(Method::PUT, &path, Some(body)).await
     }
@@ -93,6 +98,8 @@ impl AdminClient {
     /// `POST /{provider}/sync`: triggers the tenant's streams; returns the open jobs (new or
     /// already there).
     pub async fn trigger(&self, provider: &str, tenant: &str) -> Result<Vec<Job>> {
+        check_name("provider", provider)?;
+        check_name("tenant", tenant)?;
         let reply = self
             .call(
                 Method::POST,
@@ -111,6 +118,8 @@ impl AdminClient {
     /// `POST /{provider}/sync/stop`: stops the tenant's open jobs gracefully; returns how
     /// many were asked to stop.
     pub async fn stop(&self, provider: &str, tenant: &str) -> Result<u64> {
+        check_name("provider", provider)?;
+        check_name("tenant", tenant)?;
         let path = format!("/{provider}/sync/stop");
         let reply = self
             .call(Method::POST, &path, Some(&json!({ "tenant": tenant })))
@@ -120,6 +129,8 @@ impl AdminClient {
 
     /// `POST /{provider}/sync/retry`: requeues the tenant's failed jobs; returns how many.
     pub async fn retry_failed(&self, provider: &str, tenant: &str) -> Result<u64> {
+        check_name("provider", provider)?;
+        check_name("tenant", tenant)?;
         let path = format!("/{provider}/sync/retry");
         let reply = self
             .call(Method::POST, &path, Some(&json!({ "tenant": tenant })))
@@ -130,6 +141,9 @@ impl AdminClient {
     /// `POST /{provider}/sync/reset`: forgets the checkpoint of the tenant's `stream` (the
     /// next sync starts from the beginning); refused while it runs.
     pub async fn reset(&self, provider: &str, tenant: &str, stream: &str) -> Result<()> {
+        check_name("provider", provider)?;
+        check_name("tenant", tenant)?;
+        check_name("stream", stream)?;
         let body = json!({
             "tenant": tenant,
             "stream": stream,
@@ -142,6 +156,10 @@ impl AdminClient {
     /// `GET /{provider}/sync/status[?tenant=]`: integrations, checkpoints, job counts by
     /// status and open jobs.
     pub async fn status(&self, provider: &str, tenant: Option<&str>) -> Result<Value> {
+        check_name("provider", provider)?;
+        if let Some(t) = tenant {
+            check_name("tenant", t)?;
+        }
         let path = match tenant {
             Some(t) => format!("/{provider}/sync/status?tenant={t}"),
             None => format!("/{provider}/sync/status"),
@@ -151,6 +169,9 @@ impl AdminClient {
 
     /// `GET /{provider}/sync/history`: the ledger, sync log and jobs of one stream.
     pub async fn history(&self, provider: &str, tenant: &str, stream: &str) -> Result<Value> {
+        check_name("provider", provider)?;
+        check_name("tenant", tenant)?;
+        check_name("stream", stream)?;
         let path = format!("/{provider}/sync/history?tenant={tenant}&stream={stream}");
         self.call(Method::GET, &path, None).await
     }
