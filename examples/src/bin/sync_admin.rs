@@ -74,8 +74,7 @@ async fn serve(args: Args) -> Result<()> {
         None
     };
     for path in &args.pipeline {
-        let pipeline = PipelineConfig::from_path(path)?;
-        catalog = catalog.with_provider(&pipeline.name, pipeline.streams)?;
+        catalog = catalog.with_pipeline(PipelineConfig::from_path(path)?)?;
     }
     let catalog = Arc::new(catalog);
     let mut options = ServiceOptions::new(args.listen, token);

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sync_connectors::http::{HttpClient, HttpConfig};
-use sync_connectors::rest::{RestSource, RestStreamConfig};
+use sync_connectors::http::{Auth, HttpClient, HttpConfig};
+use sync_connectors::rest::{PipelineConfig, RestSource, RestStreamConfig};
 use sync_core::jobs::{check_name, Integration};
 use sync_core::{Error, ErrorKind, Result, Source, Stager, StreamSchema};
 
@@ -28,7 +28,9 @@ pub enum TenantTables {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSettings {
-    /// The tenant's own endpoint in place of the stream's `base_url`.
+    /// The tenant's own endpoint in place of the stream's `base_url`. When the stream sends
+    /// credentials, the endpoint must keep the stream's origin (scheme, host and port), so a
+    /// tenant's setting can never take them to another host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// Query parameters added to the stream's (a same-named one is replaced).
@@ -76,6 +78,28 @@ impl Catalog {
     pub fn with_tables(mut self, tables: TenantTables) -> Self {
         self.tables = tables;
         self
+    }
+
+    /// Adds the streams of a pipeline file as a provider named after it; a stream without
+    /// its own `auth` or `rate_limit` takes the pipeline's, as the `sync` command runs it.
+    pub fn with_pipeline(self, pipeline: PipelineConfig) -> Result<Self> {
+        let PipelineConfig {
+            name,
+            auth,
+            rate_limit,
+            streams,
+            ..
+        } = pipeline;
+        let streams = streams.into_iter().map(|mut s| {
+            if s.auth.is_none() {
+                s.auth.clone_from(&auth);
+            }
+            if s.rate_limit.is_none() {
+                s.rate_limit.clone_from(&rate_limit);
+            }
+            s
+        });
+        self.with_provider(&name, streams)
     }
 
     /// Adds a provider's streams (validated as the REST source validates them).
@@ -140,6 +164,16 @@ impl Catalog {
         let mut config = declared.config().clone();
         config.name = table;
         if let Some(url) = settings.base_url {
+            if !matches!(config.auth, None | Some(Auth::None))
+                && !same_origin(&config.base_url, &url)
+            {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "a tenant's base_url may not take the stream's credentials to another origin",
+                )
+                .with_context("provider", &integration.provider)
+                .with_context("tenant", &integration.tenant));
+            }
             config.base_url = url;
         }
         config.query.extend(settings.query);
@@ -182,5 +216,97 @@ impl Catalog {
         ensured.sort();
         ensured.dedup();
         Ok(ensured)
+    }
+}
+
+/// True when both URLs parse and share scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sync_connectors::http::Secret;
+    use sync_core::StrategyKind;
+
+    use super::*;
+    use crate::demo_api::items_stream;
+
+    fn integration(settings: serde_json::Value) -> Integration {
+        let mut i = Integration::new("pos", "venue-1", StrategyKind::Incremental, ["items"]);
+        i.settings = settings;
+        i
+    }
+
+    #[test]
+    fn tenant_settings_give_each_tenant_its_table_and_endpoint() {
+        let catalog = Catalog::new(HttpConfig::default())
+            .unwrap()
+            .with_provider("pos", [items_stream("http://127.0.0.1:9")])
+            .unwrap();
+        let source = catalog
+            .tenant_source(
+                &integration(serde_json::json!({
+                    "base_url": "http://127.0.0.1:7000",
+                    "query": { "venue": "v1" },
+                })),
+                "items",
+            )
+            .unwrap();
+        assert_eq!(source.config().name, "items__venue-1");
+        assert_eq!(source.config().base_url, "http://127.0.0.1:7000");
+        assert_eq!(source.config().query["venue"], "v1");
+        for bad in [
+            serde_json::json!({ "venue_code": "x" }),
+            serde_json::json!({ "base_url": 7 }),
+            serde_json::json!({ "base_url": "not a url" }),
+        ] {
+            let err = catalog
+                .tenant_source(&integration(bad.clone()), "items")
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}: {err}");
+        }
+        let shared = Catalog::new(HttpConfig::default())
+            .unwrap()
+            .with_tables(TenantTables::Shared)
+            .with_provider("pos", [items_stream("http://127.0.0.1:9")])
+            .unwrap();
+        let declared = shared.source("pos", "items").unwrap();
+        let same = shared
+            .tenant_source(&integration(serde_json::Value::Null), "items")
+            .unwrap();
+        assert!(Arc::ptr_eq(&declared, &same));
+    }
+
+    #[test]
+    fn a_tenant_endpoint_never_takes_the_streams_credentials_elsewhere() {
+        let mut stream = items_stream("https://api.example.com/v2");
+        stream.auth = Some(Auth::Bearer {
+            token: Secret::new("tok-0123456789"),
+        });
+        let catalog = Catalog::new(HttpConfig::default())
+            .unwrap()
+            .with_provider("pos", [stream])
+            .unwrap();
+        let to = |url: &str| {
+            catalog.tenant_source(
+                &integration(serde_json::json!({ "base_url": url })),
+                "items",
+            )
+        };
+        let err = to("https://evil.example.net/v2").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(!err.to_string().contains("tok-0123456789"));
+        assert_eq!(
+            to("http://api.example.com/v2").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert!(
+            to("https://api.example.com/v3").is_ok(),
+            "same origin, another path"
+        );
     }
 }
