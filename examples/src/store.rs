@@ -1,5 +1,6 @@
 //! Opening the database a URL names, with every trait the engine needs from it.
 
+use std::fmt;
 use std::sync::Arc;
 
 use sync_core::jobs::JobQueue;
@@ -45,26 +46,83 @@ impl EngineStore {
     }
 }
 
-/// The store of `url`: `sqlite://FILE` (or `sqlite:FILE`) or `postgres://...`
-/// (`postgresql://` too; workers on many machines can share it).
-pub async fn open_engine_store(url: &str) -> Result<EngineStore> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        if path.is_empty() {
-            return Err(Error::config(
-                "a sqlite database url needs a file: sqlite://FILE",
-            ));
+/// A database URL, parsed once: `sqlite://FILE` (or `sqlite:FILE`) or `postgres://...`
+/// (`postgresql://` too). `Debug` leaves out a PostgreSQL URL, which may hold a password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite file.
+    Sqlite(String),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            DatabaseUrl::Postgres(_) => f.write_str("Postgres(***)"),
         }
-        let store = SqliteStore::open(SqliteConfig::new(path)).await?;
-        return Ok(EngineStore::sqlite(Arc::new(store)));
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::open(PostgresConfig::new(url)).await?;
-        return Ok(EngineStore::postgres(Arc::new(store)));
+}
+
+impl DatabaseUrl {
+    /// Parses `url`; anything else is a configuration error.
+    pub fn parse(url: &str) -> Result<DatabaseUrl> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(Error::config(
+                    "a sqlite database url needs a file: sqlite://FILE",
+                ));
+            }
+            return Ok(DatabaseUrl::Sqlite(path.to_string()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        Err(Error::config(
+            "the database url must start with sqlite:// or postgres://",
+        ))
     }
-    Err(Error::config(
-        "the database url must start with sqlite:// or postgres://",
-    ))
+
+    /// The SQLite file `url` names, if it names one (for messages such as a `sqlite3` hint).
+    pub fn sqlite_file(url: &str) -> Option<String> {
+        match DatabaseUrl::parse(url) {
+            Ok(DatabaseUrl::Sqlite(path)) => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Removes the SQLite file `path` with its `-wal` and `-shm` and any `extra` suffixes (an
+/// example's fresh start); files that are not there are fine.
+pub fn remove_sqlite_file(path: &str, extra: &[&str]) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"].iter().chain(extra) {
+        let file = format!("{path}{suffix}");
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::config("cannot remove the earlier database file")
+                    .with_context("file", file)
+                    .with_source(e))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The store of `url` (see [`DatabaseUrl`]; workers on many machines can share a PostgreSQL
+/// one).
+pub async fn open_engine_store(url: &str) -> Result<EngineStore> {
+    Ok(match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Sqlite(path) => {
+            EngineStore::sqlite(Arc::new(SqliteStore::open(SqliteConfig::new(path)).await?))
+        }
+        DatabaseUrl::Postgres(url) => EngineStore::postgres(Arc::new(
+            PostgresStore::open(PostgresConfig::new(url)).await?,
+        )),
+    })
 }

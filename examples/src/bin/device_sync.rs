@@ -13,6 +13,7 @@ use std::time::Instant;
 use clap::Parser;
 use sync_core::{Checkpoint, LedgerEntry, Position, Stager};
 use sync_examples::device_sync::{checkpoint_time, DeviceSync, DeviceSyncOptions, RunLine, SYNC};
+use sync_examples::store::{remove_sqlite_file, DatabaseUrl};
 use sync_store_postgres::{PostgresConfig, PostgresStore};
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
 
@@ -39,26 +40,22 @@ struct Args {
 
 /// The store of `url`, emptied first.
 async fn open(url: &str) -> AnyResult<(Arc<dyn Stager>, Arc<dyn Checkpoint>)> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    Ok(match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Sqlite(path) => {
+            remove_sqlite_file(&path, &[])?;
+            let store = Arc::new(SqliteStore::open(SqliteConfig::new(path)).await?);
+            (store.clone(), store)
         }
-        let store = Arc::new(SqliteStore::open(SqliteConfig::new(path)).await?);
-        return Ok((store.clone(), store));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let config = PostgresConfig::new(url).with_schema("device_sync");
-        PostgresStore::open(config.clone())
-            .await?
-            .drop_schema()
-            .await?;
-        let store = Arc::new(PostgresStore::open(config).await?);
-        return Ok((store.clone(), store));
-    }
-    Err("the database url must start with sqlite:// or postgres://".into())
+        DatabaseUrl::Postgres(url) => {
+            let config = PostgresConfig::new(url).with_schema("device_sync");
+            PostgresStore::open(config.clone())
+                .await?
+                .drop_schema()
+                .await?;
+            let store = Arc::new(PostgresStore::open(config).await?);
+            (store.clone(), store)
+        }
+    })
 }
 
 /// `url` with its password, if any, replaced by `***`.
@@ -282,7 +279,7 @@ async fn main() -> AnyResult<()> {
         "wall time              {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    if let Some(file) = args.database.strip_prefix("sqlite://") {
+    if let Some(file) = DatabaseUrl::sqlite_file(&args.database) {
         println!("\nlook inside:");
         println!("  sqlite3 {file} \"SELECT strategy, low, high, rows_read, rows_written, rows_rejected FROM _sync_ledger WHERE sync = '{SYNC}'\"");
         println!("  sqlite3 {file} \"SELECT reason, row FROM _sync_quarantine\"");

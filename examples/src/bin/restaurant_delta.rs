@@ -13,6 +13,7 @@ use sync_examples::restaurant_delta::{
     open_fresh, Change, HistoryRow, Integrity, Producer, RestaurantDelta, RunStep, Step,
     ENTITY_SET, POSTGRES_SCHEMA, QUEUE, RACE_QUEUE, STREAM,
 };
+use sync_examples::store::DatabaseUrl;
 
 /// Seed 000: sequence windows of a change queue into a table and on to Dataverse.
 #[derive(Debug, Parser)]
@@ -225,7 +226,7 @@ fn print_integrity(i: &Integrity) {
 
 fn look_inside(url: &str) {
     println!();
-    match url.strip_prefix("sqlite://") {
+    match DatabaseUrl::sqlite_file(url) {
         Some(file) => {
             println!("look inside        sqlite3 {file} 'SELECT queue, seq, entity FROM _sync_queue ORDER BY queue, seq'");
             println!("                   sqlite3 {file} \"SELECT status, low, high, rows_read, rows_written FROM _sync_ledger WHERE sync = 'tr/restaurants'\"");

@@ -14,6 +14,7 @@ use sync_examples::square_sync::integrity::IntegrityReport;
 use sync_examples::square_sync::run::{SyncReport, SyncStateRow};
 use sync_examples::square_sync::tables::{Feed, SEED_TABLES};
 use sync_examples::square_sync::{run_demo, DemoConfig, DemoStep};
+use sync_examples::store::{remove_sqlite_file, DatabaseUrl};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -221,15 +222,9 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = DemoConfig::new(&args.database);
     config.seed = args.seed;
-    let sqlite_file = args
-        .database
-        .strip_prefix("sqlite://")
-        .or_else(|| args.database.strip_prefix("sqlite:"))
-        .map(str::to_owned);
+    let sqlite_file = DatabaseUrl::sqlite_file(&args.database);
     if let Some(file) = &sqlite_file {
-        for suffix in ["", "-wal", "-shm", ".backup"] {
-            let _ = std::fs::remove_file(format!("{file}{suffix}"));
-        }
+        remove_sqlite_file(file, &[".backup"])?;
     } else {
         config.postgres_schema = Some(args.schema.clone());
         let targets = sync_examples::square_sync::backup::SquareTargets::open(

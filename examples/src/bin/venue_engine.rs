@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sync_examples::store::open_engine_store;
+use sync_examples::store::{open_engine_store, DatabaseUrl};
 use sync_examples::venue_engine::{self, WalkthroughOptions};
 
 /// Seed 003's venue sync engine.
@@ -53,7 +53,7 @@ async fn main() -> ExitCode {
         Ok(report) if report.all_match() => {
             println!();
             println!("every venue's table equals its API.");
-            if let Some(file) = args.database.strip_prefix("sqlite://") {
+            if let Some(file) = DatabaseUrl::sqlite_file(&args.database) {
                 println!("look inside:");
                 println!("  sqlite3 {file} \"select status, count(*) from _sync_jobs group by 1\"");
                 println!(

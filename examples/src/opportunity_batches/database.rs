@@ -7,6 +7,8 @@ use sync_core::{Checkpoint, Error, Result, Stager};
 use sync_store_postgres::{PostgresConfig, PostgresStore};
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
 
+use crate::store::DatabaseUrl;
+
 /// One database: batches are staged and promoted into it, and the checkpoint (the seed's
 /// `sync_state`), the ledger and the sync log live in it, so promotion and checkpoint commit
 /// in one transaction.
@@ -25,44 +27,35 @@ impl BatchDatabase {
     /// `schema` (the server's default schema when `None`). A schema on a SQLite URL is a
     /// configuration error.
     pub async fn open(url: &str, schema: Option<&str>) -> Result<Self> {
-        if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            if path.is_empty() {
-                return Err(Error::config(
-                    "a sqlite database url needs a file: sqlite://FILE",
-                ));
+        match DatabaseUrl::parse(url)? {
+            DatabaseUrl::Sqlite(path) => {
+                if schema.is_some() {
+                    return Err(Error::config("--schema applies to postgres urls only"));
+                }
+                let store = Arc::new(SqliteStore::open(SqliteConfig::new(&path)).await?);
+                Ok(BatchDatabase {
+                    stager: store.clone(),
+                    checkpoints: store,
+                    postgres: None,
+                    description: format!("sqlite file {path}"),
+                })
             }
-            if schema.is_some() {
-                return Err(Error::config("--schema applies to postgres urls only"));
+            DatabaseUrl::Postgres(url) => {
+                let mut config = PostgresConfig::new(url);
+                if let Some(schema) = schema {
+                    config = config.with_schema(schema);
+                }
+                let store = PostgresStore::open(config).await?;
+                let description = format!("postgresql schema {}", store.schema_name());
+                let shared = Arc::new(store.clone());
+                Ok(BatchDatabase {
+                    stager: shared.clone(),
+                    checkpoints: shared,
+                    postgres: Some(store),
+                    description,
+                })
             }
-            let store = Arc::new(SqliteStore::open(SqliteConfig::new(path)).await?);
-            return Ok(BatchDatabase {
-                stager: store.clone(),
-                checkpoints: store,
-                postgres: None,
-                description: format!("sqlite file {path}"),
-            });
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let mut config = PostgresConfig::new(url);
-            if let Some(schema) = schema {
-                config = config.with_schema(schema);
-            }
-            let store = PostgresStore::open(config).await?;
-            let description = format!("postgresql schema {}", store.schema_name());
-            let shared = Arc::new(store.clone());
-            return Ok(BatchDatabase {
-                stager: shared.clone(),
-                checkpoints: shared,
-                postgres: Some(store),
-                description,
-            });
-        }
-        Err(Error::config(
-            "the database url must start with sqlite:// or postgres://",
-        ))
     }
 
     /// What it is, for messages (never the URL, which may hold a password).

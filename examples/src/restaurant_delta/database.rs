@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use sync_core::{Error, Result};
+use sync_core::Result;
 use sync_store_postgres::{PostgresConfig, PostgresStore};
 
 use super::high_water::Backend;
-use crate::store::{open_engine_store, EngineStore};
+use crate::store::{open_engine_store, remove_sqlite_file, DatabaseUrl, EngineStore};
 
 /// The PostgreSQL schema the example works in.
 pub const POSTGRES_SCHEMA: &str = "restaurant_delta";
@@ -16,31 +16,19 @@ pub const POSTGRES_SCHEMA: &str = "restaurant_delta";
 /// `FILE` (and its `-wal` and `-shm`) first; `postgres://...` drops and recreates the schema
 /// [`POSTGRES_SCHEMA`].
 pub async fn open_fresh(url: &str) -> Result<(EngineStore, Backend)> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        for suffix in ["", "-wal", "-shm"] {
-            match std::fs::remove_file(format!("{path}{suffix}")) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::config("cannot remove the earlier database file")
-                        .with_context("file", format!("{path}{suffix}"))
-                        .with_source(e))
-                }
-            }
+    match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Sqlite(path) => {
+            remove_sqlite_file(&path, &[])?;
+            Ok((open_engine_store(url).await?, Backend::Sqlite))
         }
-        return Ok((open_engine_store(url).await?, Backend::Sqlite));
+        DatabaseUrl::Postgres(url) => {
+            let config = PostgresConfig::new(url).with_schema(POSTGRES_SCHEMA);
+            PostgresStore::open(config.clone())
+                .await?
+                .drop_schema()
+                .await?;
+            let store = Arc::new(PostgresStore::open(config).await?);
+            Ok((EngineStore::postgres(store), Backend::Postgres))
+        }
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let config = PostgresConfig::new(url).with_schema(POSTGRES_SCHEMA);
-        PostgresStore::open(config.clone())
-            .await?
-            .drop_schema()
-            .await?;
-        let store = Arc::new(PostgresStore::open(config).await?);
-        return Ok((EngineStore::postgres(store), Backend::Postgres));
-    }
-    open_engine_store(url).await.map(|s| (s, Backend::Sqlite))
 }

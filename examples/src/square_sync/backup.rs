@@ -13,6 +13,8 @@ use sync_core::{Checkpoint, Error, Result, Stager};
 use sync_store_postgres::{PostgresConfig, PostgresStore};
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
 
+use crate::store::DatabaseUrl;
+
 /// A backup of targets and their checkpoints, taken before a sync and restored by a
 /// rollback.
 ///
@@ -107,49 +109,40 @@ impl SquareTargets {
     /// Opens `url`: `sqlite://FILE` (the backup is `FILE.backup`) or `postgres://...` (in
     /// `schema`, default `public`; the backup is the schema `<schema>_backup`).
     pub async fn open(url: &str, schema: Option<&str>) -> Result<SquareTargets> {
-        if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            if path.is_empty() {
-                return Err(Error::config(
-                    "a sqlite database url needs a file: sqlite://FILE",
-                ));
+        match DatabaseUrl::parse(url)? {
+            DatabaseUrl::Sqlite(path) => {
+                let store = SqliteStore::open(SqliteConfig::new(&path)).await?;
+                let backup = SqliteBackup {
+                    store: store.clone(),
+                    path: PathBuf::from(format!("{path}.backup")),
+                };
+                let store = Arc::new(store);
+                Ok(SquareTargets {
+                    stager: store.clone(),
+                    checkpoints: store,
+                    backup: Arc::new(backup),
+                    postgres: None,
+                })
             }
-            let store = SqliteStore::open(SqliteConfig::new(path)).await?;
-            let backup = SqliteBackup {
-                store: store.clone(),
-                path: PathBuf::from(format!("{path}.backup")),
-            };
-            let store = Arc::new(store);
-            return Ok(SquareTargets {
-                stager: store.clone(),
-                checkpoints: store,
-                backup: Arc::new(backup),
-                postgres: None,
-            });
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let mut config = PostgresConfig::new(url);
-            if let Some(s) = schema {
-                config = config.with_schema(s);
+            DatabaseUrl::Postgres(url) => {
+                let mut config = PostgresConfig::new(url);
+                if let Some(s) = schema {
+                    config = config.with_schema(s);
+                }
+                let store = PostgresStore::open(config).await?;
+                let backup = PostgresBackup {
+                    snapshot: format!("{}_backup", store.schema_name()),
+                    store: store.clone(),
+                };
+                let shared = Arc::new(store.clone());
+                Ok(SquareTargets {
+                    stager: shared.clone(),
+                    checkpoints: shared,
+                    backup: Arc::new(backup),
+                    postgres: Some(store),
+                })
             }
-            let store = PostgresStore::open(config).await?;
-            let backup = PostgresBackup {
-                snapshot: format!("{}_backup", store.schema_name()),
-                store: store.clone(),
-            };
-            let shared = Arc::new(store.clone());
-            return Ok(SquareTargets {
-                stager: shared.clone(),
-                checkpoints: shared,
-                backup: Arc::new(backup),
-                postgres: Some(store),
-            });
         }
-        Err(Error::config(
-            "the database url must start with sqlite:// or postgres://",
-        ))
     }
 
     /// Drops the PostgreSQL schema and its backup schema (test teardown); nothing for

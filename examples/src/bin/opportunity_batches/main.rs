@@ -30,6 +30,7 @@ use sync_examples::opportunity_batches::{
     run_demo, BatchDatabase, BatchPipeline, DemoOptions, OpportunitySource, RunOptions,
     SourceSettings, SYNC_NAME,
 };
+use sync_examples::store::{remove_sqlite_file, DatabaseUrl};
 
 /// Exit code of a run stopped gracefully by Ctrl+C.
 const STOPPED: u8 = 130;
@@ -134,7 +135,9 @@ async fn execute(cli: Cli) -> AnyResult<ExitCode> {
     }
     let demo = matches!(command, Command::Demo { .. });
     if demo {
-        remove_sqlite_file(&cli.database);
+        if let Some(path) = DatabaseUrl::sqlite_file(&cli.database) {
+            remove_sqlite_file(&path, &[])?;
+        }
     }
     // During `run`, Ctrl+C is caught from here on. Elsewhere it ends the process, which
     // is safe too: a promotion that did not commit leaves nothing behind.
@@ -258,18 +261,6 @@ fn stopping(stop: &StopSignal) {
 fn abort() {
     println!("aborted: the batch in flight is rolled back; the next run resumes from the last committed offset");
     std::process::exit(ABORTED);
-}
-
-/// The demo starts from a fresh file when it writes to SQLite.
-fn remove_sqlite_file(url: &str) {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{path}{suffix}"));
-        }
-    }
 }
 
 async fn run(pipeline: &BatchPipeline, stop: StopSignal) -> AnyResult<ExitCode> {

@@ -128,10 +128,7 @@ pub(crate) fn print_state(state: &SyncState) {
 }
 
 pub(crate) fn look_inside(url: &str) {
-    let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    else {
+    let Some(path) = sync_examples::store::DatabaseUrl::sqlite_file(url) else {
         return;
     };
     println!("look inside:");
