@@ -28,10 +28,7 @@ fn incremental() -> StrategySpec {
 }
 
 fn full() -> StrategySpec {
-    StrategySpec::Full {
-        window_days: None,
-        delete_missing: true,
-    }
+    StrategySpec::full()
 }
 
 /// Runs `strategy` over the fake in `mode` with `page_size` into `store`.

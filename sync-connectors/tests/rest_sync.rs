@@ -123,10 +123,7 @@ fn incremental() -> StrategySpec {
 }
 
 fn full() -> StrategySpec {
-    StrategySpec::Full {
-        window_days: None,
-        delete_missing: true,
-    }
+    StrategySpec::full()
 }
 
 /// A context for `config` into `store`, retrying quickly.

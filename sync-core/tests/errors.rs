@@ -226,12 +226,71 @@ async fn progress_events_follow_the_run() {
     let ctx = ctx.with_progress(progress);
     FullStrategy::new(FullConfig {
         page_size: 1,
+        batch_rows: 1,
         ..FullConfig::new("t")
     })
     .unwrap()
     .run(&ctx)
     .await
     .unwrap();
+    assert_eq!(
+        event_names(&mut events),
+        [
+            "started",
+            "page 1/1",
+            "staged 1",
+            "page 2/2",
+            "staged 2",
+            "window from start",
+            "promoted 2",
+            "finished true"
+        ]
+    );
+}
+
+/// A full fill gathers pages until a batch holds `batch_rows` rows and stages them in one
+/// call; the last batch is what is left.
+#[tokio::test]
+async fn a_full_fill_stages_pages_in_batches() {
+    let schema = keyed_schema("t");
+    let (source, store, ctx, _) = setup(&schema);
+    for id in ["a", "b", "c", "d", "e"] {
+        put(&source, id, 1, None);
+    }
+    let (progress, mut events) = Progress::channel(64);
+    let ctx = ctx.with_progress(progress);
+    let report = FullStrategy::new(FullConfig {
+        page_size: 1,
+        batch_rows: 2,
+        ..FullConfig::new("t")
+    })
+    .unwrap()
+    .run(&ctx)
+    .await
+    .unwrap();
+    assert_eq!((report.pages, report.rows_written), (5, 5));
+    assert_eq!(
+        event_names(&mut events),
+        [
+            "started",
+            "page 1/1",
+            "page 2/2",
+            "staged 2",
+            "page 3/3",
+            "page 4/4",
+            "staged 4",
+            "page 5/5",
+            "staged 5",
+            "window from start",
+            "promoted 5",
+            "finished true"
+        ]
+    );
+    assert_eq!(store.target_rows("t").len(), 5);
+}
+
+/// What each progress event was, in order.
+fn event_names(events: &mut tokio::sync::mpsc::Receiver<ProgressEvent>) -> Vec<String> {
     let mut kinds = Vec::new();
     while let Ok(e) = events.try_recv() {
         kinds.push(match e {
@@ -247,19 +306,7 @@ async fn progress_events_follow_the_run() {
             other => format!("{other:?}"),
         });
     }
-    assert_eq!(
-        kinds,
-        [
-            "started",
-            "page 1/1",
-            "staged 1",
-            "page 2/2",
-            "staged 2",
-            "window from start",
-            "promoted 2",
-            "finished true"
-        ]
-    );
+    kinds
 }
 
 #[test]
@@ -275,6 +322,11 @@ fn configs_reject_unknown_fields_and_bad_values() {
         .kind(),
         ErrorKind::Config
     );
+    let unbatched = FullStrategy::new(FullConfig {
+        batch_rows: 0,
+        ..FullConfig::new("t")
+    });
+    assert_eq!(unbatched.unwrap_err().kind(), ErrorKind::Config);
     let neg = IncrementalConfig {
         lookback: -1,
         ..IncrementalConfig::new("t")

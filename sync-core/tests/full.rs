@@ -48,8 +48,10 @@ async fn full_resumes_the_fill_after_a_crash_without_refetching_staged_pages() {
     for i in 0..6 {
         put(&source, &format!("k{i}"), 1, None);
     }
+    // A batch per page: each page's progress is staged with it.
     let full = FullStrategy::new(FullConfig {
         page_size: 2,
+        batch_rows: 2,
         ..FullConfig::new("t")
     })
     .unwrap();

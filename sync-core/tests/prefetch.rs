@@ -55,12 +55,14 @@ impl Source for AnnouncingSource {
 }
 
 /// A memory store whose `stage` of the n-th batch (n <= `gated`) waits until the source has
-/// received request n + 1, and which records the deltas it staged.
+/// received request n + `ahead`, and which records the deltas it staged.
 #[derive(Debug)]
 struct WaitingStager {
     inner: Arc<MemoryStore>,
     received: watch::Receiver<usize>,
     gated: usize,
+    /// The n-th stage waits for request n + `ahead` (1: the page after a page staged alone).
+    ahead: usize,
     staged: AtomicUsize,
     deltas: Mutex<Vec<(Position, Position)>>,
 }
@@ -87,7 +89,7 @@ impl Stager for WaitingStager {
         if n <= self.gated {
             let mut received = self.received.clone();
             received
-                .wait_for(|&r| r > n)
+                .wait_for(|&r| r >= n + self.ahead)
                 .await
                 .expect("the source outlives the run");
         }
@@ -156,6 +158,7 @@ fn waiting(
         inner: store.clone(),
         received: watching,
         gated,
+        ahead: 1,
         staged: AtomicUsize::new(0),
         deltas: Mutex::new(Vec::new()),
     });
@@ -192,6 +195,49 @@ fn cursor_rows(n: usize) -> Vec<Row> {
         .collect()
 }
 
+/// Pages gathered into batches of two: while a batch is staged the two pages of the next are
+/// fetched, one after the other; each batch is one stage call.
+#[tokio::test]
+async fn a_full_fill_fetches_the_next_batch_while_one_is_staged() {
+    let schema = keyed_schema("t");
+    // Five pages of two, batches of four rows: staging batch 1 (pages 1 and 2) waits for the
+    // fetch of page 4, batch 2 (pages 3 and 4) for page 5.
+    let (memory, store, stager, ctx) =
+        waiting(MemorySource::new((*schema).clone()), keyed_rows(10), 2);
+    let stager = Arc::new(WaitingStager {
+        inner: stager.inner.clone(),
+        received: stager.received.clone(),
+        gated: 2,
+        ahead: 3,
+        staged: AtomicUsize::new(0),
+        deltas: Mutex::new(Vec::new()),
+    });
+    let ctx = SyncContext::new(
+        "prefetch",
+        ctx.source.clone(),
+        stager.clone(),
+        store.clone(),
+    )
+    .with_retry(RetryPolicy::none());
+    let full = FullStrategy::new(FullConfig {
+        page_size: 2,
+        batch_rows: 4,
+        ..FullConfig::new("t")
+    })
+    .unwrap();
+    let report = run_overlapping(&full, &ctx).await;
+    assert_eq!((report.pages, report.rows_written), (5, 10));
+    assert_eq!(memory.requests().len(), 5, "no page is fetched twice");
+    let deltas = stager.deltas.lock().unwrap().clone();
+    assert_eq!(
+        deltas.len(),
+        3,
+        "two batches of two pages and the last page"
+    );
+    assert_chained(&deltas);
+    assert_eq!(store.target_rows("t"), memory.rows("t"));
+}
+
 #[tokio::test]
 async fn full_fetches_the_next_page_while_the_current_one_is_staged() {
     let schema = keyed_schema("t");
@@ -200,6 +246,7 @@ async fn full_fetches_the_next_page_while_the_current_one_is_staged() {
         waiting(MemorySource::new((*schema).clone()), keyed_rows(6), 2);
     let full = FullStrategy::new(FullConfig {
         page_size: 2,
+        batch_rows: 2,
         ..FullConfig::new("t")
     })
     .unwrap();
@@ -306,6 +353,7 @@ fn strategies() -> Vec<(&'static str, Arc<StreamSchema>, Box<dyn Strategy>)> {
             Box::new(
                 FullStrategy::new(FullConfig {
                     page_size: 2,
+                    batch_rows: 2,
                     ..FullConfig::new("t")
                 })
                 .unwrap(),

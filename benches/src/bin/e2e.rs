@@ -104,10 +104,7 @@ async fn child(
     };
     let mut stream = items_stream(api).with_page_size(page_size);
     stream.strategy = match phase {
-        "full" => StrategySpec::Full {
-            window_days: None,
-            delete_missing: true,
-        },
+        "full" => StrategySpec::full(),
         _ => StrategySpec::Incremental {
             lookback: 0,
             settle_lag: 0,

@@ -62,10 +62,7 @@ impl RestJobRunner {
             (StrategyKind::Full, StrategySpec::Full { .. })
             | (StrategyKind::Incremental, StrategySpec::Incremental { .. })
             | (StrategyKind::Offset, StrategySpec::Offset { .. }) => own,
-            (StrategyKind::Full, _) => StrategySpec::Full {
-                window_days: None,
-                delete_missing: true,
-            },
+            (StrategyKind::Full, _) => StrategySpec::full(),
             (StrategyKind::Incremental, _) => StrategySpec::default(),
             (StrategyKind::Offset, _) => StrategySpec::Offset {
                 drift: Default::default(),

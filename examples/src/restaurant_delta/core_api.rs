@@ -184,10 +184,7 @@ impl CoreApi {
                 limit_param: "limit".into(),
                 stop: OffsetStop::HasMore("has_more".into()),
             })
-            .with_strategy(sync_connectors::rest::StrategySpec::Full {
-                window_days: None,
-                delete_missing: true,
-            })
+            .with_strategy(sync_connectors::rest::StrategySpec::full())
             .with_lookup(LookupConfig::per_id("/restaurants/{id}"));
         for c in columns() {
             stream = stream.with_column(c);

@@ -249,6 +249,9 @@ impl CiscoConfig {
         StrategySpec::Full {
             window_days: Some(self.full_window_days),
             delete_missing: false,
+            // A page per staged batch: at a few calls a second the store's per-batch cost is
+            // nothing, and a crash re-reads one rate-limited page, not many.
+            batch_rows: self.page_size.max(1),
         }
         .build(&self.stream, self.page_size)
     }

@@ -185,6 +185,10 @@ pub enum StrategySpec {
         /// Delete target rows the snapshot no longer contains.
         #[serde(default = "default_true")]
         delete_missing: bool,
+        /// Rows staged per store call; see
+        /// [`FullConfig::batch_rows`](sync_core::FullConfig::batch_rows).
+        #[serde(default = "default_batch_rows")]
+        batch_rows: u32,
     },
     /// Cursor-based incremental.
     Incremental {
@@ -225,17 +229,32 @@ fn one() -> u32 {
     1
 }
 
+fn default_batch_rows() -> u32 {
+    FullConfig::DEFAULT_BATCH_ROWS
+}
+
 impl StrategySpec {
+    /// A full snapshot of everything, deleting what it lacks, in batches of the default size.
+    pub fn full() -> Self {
+        StrategySpec::Full {
+            window_days: None,
+            delete_missing: true,
+            batch_rows: default_batch_rows(),
+        }
+    }
+
     /// The sync-core strategy for `stream` with `page_size` records per page.
     pub fn build(&self, stream: &str, page_size: u32) -> Result<Box<dyn sync_core::Strategy>> {
         Ok(match self {
             StrategySpec::Full {
                 window_days,
                 delete_missing,
+                batch_rows,
             } => Box::new(sync_core::FullStrategy::new(FullConfig {
                 page_size,
                 window_days: *window_days,
                 delete_missing: *delete_missing,
+                batch_rows: *batch_rows,
                 ..FullConfig::new(stream)
             })?),
             StrategySpec::Incremental {

@@ -238,9 +238,10 @@ impl fmt::Display for Key {
 
 /// The first key that appears twice in `rows`, found without cloning keys: rows are sorted
 /// by a hash of their key and only equal hashes are compared.
-fn duplicate_key(schema: &StreamSchema, rows: &[Row]) -> Option<Key> {
+fn duplicate_key<'a>(schema: &StreamSchema, rows: impl Iterator<Item = &'a Row>) -> Option<Key> {
     use std::hash::{Hash, Hasher};
     let pk = schema.primary_key();
+    let rows: Vec<&Row> = rows.collect();
     let mut hashed: Vec<(u64, usize)> = rows
         .iter()
         .enumerate()
@@ -254,7 +255,7 @@ fn duplicate_key(schema: &StreamSchema, rows: &[Row]) -> Option<Key> {
         .collect();
     hashed.sort_unstable();
     for w in hashed.windows(2) {
-        let (a, b) = (&rows[w[0].1], &rows[w[1].1]);
+        let (a, b) = (rows[w[0].1], rows[w[1].1]);
         if w[0].0 == w[1].0
             && pk
                 .iter()
@@ -323,7 +324,7 @@ impl RecordBatch {
                     ));
             }
         }
-        if let Some(dup) = duplicate_key(&schema, &rows) {
+        if let Some(dup) = duplicate_key(&schema, rows.iter()) {
             return Err(Error::invalid_input("duplicate key in batch")
                 .with_context("stream", schema.name())
                 .with_context("key", dup));
@@ -333,6 +334,45 @@ impl RecordBatch {
             rows,
             deletes: Vec::new(),
             delta,
+        })
+    }
+
+    /// Joins consecutive batches of one stream into one: the rows in order, the delta from
+    /// the first batch's `from` to the last one's `to`.
+    ///
+    /// The batches come back as they were when they cannot be one batch: a key is in two of
+    /// them (a batch holds each key once, so each must be staged alone, in order, for the
+    /// store to keep the newest), one of them deletes keys, their schemas differ, or their
+    /// deltas do not chain (`to` of each is `from` of the next).
+    pub fn concat(mut batches: Vec<RecordBatch>) -> std::result::Result<Self, Vec<Self>> {
+        let Some(first) = batches.first() else {
+            return Err(batches);
+        };
+        let joinable = batches.iter().all(|b| {
+            b.deletes.is_empty()
+                && (Arc::ptr_eq(&b.schema, &first.schema) || b.schema == first.schema)
+        }) && batches.windows(2).all(|w| w[0].delta.to == w[1].delta.from);
+        if !joinable {
+            return Err(batches);
+        }
+        if batches.len() == 1 {
+            return Ok(batches.remove(0));
+        }
+        if duplicate_key(&first.schema, batches.iter().flat_map(|b| b.rows.iter())).is_some() {
+            return Err(batches);
+        }
+        let (schema, from) = (first.schema.clone(), first.delta.from.clone());
+        let mut rows = Vec::with_capacity(batches.iter().map(|b| b.rows.len()).sum());
+        let mut to = from.clone();
+        for b in batches {
+            rows.extend(b.rows);
+            to = b.delta.to;
+        }
+        Ok(RecordBatch {
+            schema,
+            rows,
+            deletes: Vec::new(),
+            delta: CheckpointDelta { from, to },
         })
     }
 
@@ -388,6 +428,57 @@ mod tests {
     use super::*;
     use crate::position::Position;
     use crate::schema::{Column, ColumnType};
+
+    /// Consecutive pages join into one batch; a key on two pages, deletes or deltas that do
+    /// not chain keep them apart, unchanged and in order.
+    #[test]
+    fn concat_joins_chained_pages_with_distinct_keys_only() {
+        let schema = crate::testkit::items_schema("t");
+        let at = |t: &str| Position::Token(t.to_string());
+        let page = |ids: &[&str], from: &str, to: &str| {
+            let rows = ids
+                .iter()
+                .map(|id| crate::testkit::item(id, 1, Some(1)))
+                .collect();
+            let delta = CheckpointDelta {
+                from: at(from),
+                to: at(to),
+            };
+            RecordBatch::new(schema.clone(), rows, delta).unwrap()
+        };
+        let joined =
+            RecordBatch::concat(vec![page(&["a", "b"], "0", "1"), page(&["c"], "1", "2")]).unwrap();
+        let ids: Vec<String> = joined.rows().iter().map(|r| r.get(0).to_string()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(
+            joined.delta(),
+            &CheckpointDelta {
+                from: at("0"),
+                to: at("2")
+            }
+        );
+
+        let twice = RecordBatch::concat(vec![page(&["a", "b"], "0", "1"), page(&["b"], "1", "2")])
+            .unwrap_err();
+        assert_eq!(twice.len(), 2, "a key on two pages keeps the pages apart");
+        assert_eq!(twice[1].delta().from, at("1"));
+
+        let gap = RecordBatch::concat(vec![page(&["a"], "0", "1"), page(&["b"], "5", "6")]);
+        assert_eq!(
+            gap.unwrap_err().len(),
+            2,
+            "deltas that do not chain stay apart"
+        );
+
+        let deleting = page(&["b"], "1", "2").with_deletes(vec![Key::text("z")]);
+        let deletes = RecordBatch::concat(vec![page(&["a"], "0", "1"), deleting]);
+        assert_eq!(
+            deletes.unwrap_err().len(),
+            2,
+            "a batch with deletes is not joined"
+        );
+        assert!(RecordBatch::concat(Vec::new()).unwrap_err().is_empty());
+    }
 
     #[test]
     fn borrowed_cursor_comparisons_agree_with_the_copied_ones() {

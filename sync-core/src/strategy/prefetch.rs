@@ -31,6 +31,11 @@ pub(crate) struct Fetched<T> {
 }
 
 impl<T> Fetched<T> {
+    /// What was fetched, before the run takes it.
+    pub(crate) fn value(&self) -> &T {
+        &self.value
+    }
+
     /// Applies `f` to what was fetched; the page counts stay.
     pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Fetched<U> {
         Fetched {

@@ -44,8 +44,10 @@ pub fn source_rows(strategy: &str, generation: i64) -> Vec<Row> {
 fn strategy(name: &str) -> Box<dyn Strategy> {
     match name {
         "full" => Box::new(
+            // Two pages per staged batch: a kill between batches resumes mid-fill.
             FullStrategy::new(FullConfig {
                 page_size: 7,
+                batch_rows: 14,
                 ..FullConfig::new("items")
             })
             .expect("config"),

@@ -126,10 +126,7 @@ impl StrategyArg {
         match (self, current) {
             (StrategyArg::Full, s @ StrategySpec::Full { .. }) => s.clone(),
             (StrategyArg::Incremental, s @ StrategySpec::Incremental { .. }) => s.clone(),
-            (StrategyArg::Full, _) => StrategySpec::Full {
-                window_days: None,
-                delete_missing: true,
-            },
+            (StrategyArg::Full, _) => StrategySpec::full(),
             (StrategyArg::Incremental, _) => StrategySpec::default(),
         }
     }

@@ -101,10 +101,7 @@ pub(crate) async fn pipeline(args: &QuickArgs, database: Option<&str>) -> Result
             });
             StrategySpec::default()
         }
-        None => StrategySpec::Full {
-            window_days: None,
-            delete_missing: true,
-        },
+        None => StrategySpec::full(),
     };
     stream.version = args.version.clone();
     if args.ordered {

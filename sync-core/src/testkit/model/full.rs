@@ -1,4 +1,5 @@
-//! Model test of the full strategy: hard deletes, fills paged by offset, page number or token,
+//! Model test of the full strategy: hard deletes, fills paged by offset, page number or token
+//! and staged a page or several pages at a time,
 //! interrupted at every fault point and by page limits, and resumed after the source changed.
 //!
 //! Promise checked: after every run that completes, no record that existed unchanged since
@@ -35,6 +36,8 @@ pub enum FullOp {
         kind: RunKind,
         /// Page size.
         page_size: u32,
+        /// Rows per staged batch (pages are gathered until a batch holds this many).
+        batch_rows: u32,
     },
 }
 
@@ -60,7 +63,9 @@ pub fn ops() -> impl Strategy<Value = Vec<FullOp>> {
     let op = prop_oneof![
         4 => (0u8..12).prop_map(FullOp::Upsert),
         2 => (0u8..12).prop_map(FullOp::Delete),
-        3 => (run_kind(POINTS), 1u32..5).prop_map(|(kind, page_size)| FullOp::Run { kind, page_size }),
+        3 => (run_kind(POINTS), 1u32..5, 1u32..8).prop_map(|(kind, page_size, batch_rows)| {
+            FullOp::Run { kind, page_size, batch_rows }
+        }),
     ];
     proptest::collection::vec(op, 1..40)
 }
@@ -99,9 +104,14 @@ where
                     touched.insert(k, step);
                     dirty |= fill_open;
                 }
-                FullOp::Run { kind, page_size } => {
+                FullOp::Run {
+                    kind,
+                    page_size,
+                    batch_rows,
+                } => {
                     let strategy = FullStrategy::new(FullConfig {
                         page_size,
+                        batch_rows,
                         ..FullConfig::new("full_items")
                     })
                     .unwrap();
