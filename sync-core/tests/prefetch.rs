@@ -132,12 +132,13 @@ impl Stager for WaitingStager {
     }
 }
 
-/// A source holding `rows`, a store, and a context whose stager waits in the first `gated`
-/// stages for the fetch of the page after the one being staged.
+/// A source holding `rows`, a store, and a context whose stager waits in its first `gated`
+/// stages, the n-th for request n + `ahead` (1: the page after a page staged alone).
 fn waiting(
     memory: MemorySource,
     rows: Vec<Row>,
     gated: usize,
+    ahead: usize,
 ) -> (
     Arc<MemorySource>,
     Arc<MemoryStore>,
@@ -158,7 +159,7 @@ fn waiting(
         inner: store.clone(),
         received: watching,
         gated,
-        ahead: 1,
+        ahead,
         staged: AtomicUsize::new(0),
         deltas: Mutex::new(Vec::new()),
     });
@@ -203,22 +204,7 @@ async fn a_full_fill_fetches_the_next_batch_while_one_is_staged() {
     // Five pages of two, batches of four rows: staging batch 1 (pages 1 and 2) waits for the
     // fetch of page 4, batch 2 (pages 3 and 4) for page 5.
     let (memory, store, stager, ctx) =
-        waiting(MemorySource::new((*schema).clone()), keyed_rows(10), 2);
-    let stager = Arc::new(WaitingStager {
-        inner: stager.inner.clone(),
-        received: stager.received.clone(),
-        gated: 2,
-        ahead: 3,
-        staged: AtomicUsize::new(0),
-        deltas: Mutex::new(Vec::new()),
-    });
-    let ctx = SyncContext::new(
-        "prefetch",
-        ctx.source.clone(),
-        stager.clone(),
-        store.clone(),
-    )
-    .with_retry(RetryPolicy::none());
+        waiting(MemorySource::new((*schema).clone()), keyed_rows(10), 2, 3);
     let full = FullStrategy::new(FullConfig {
         page_size: 2,
         batch_rows: 4,
@@ -243,7 +229,7 @@ async fn full_fetches_the_next_page_while_the_current_one_is_staged() {
     let schema = keyed_schema("t");
     // Three pages of two: staging pages 1 and 2 each waits for the fetch after it.
     let (memory, store, stager, ctx) =
-        waiting(MemorySource::new((*schema).clone()), keyed_rows(6), 2);
+        waiting(MemorySource::new((*schema).clone()), keyed_rows(6), 2, 1);
     let full = FullStrategy::new(FullConfig {
         page_size: 2,
         batch_rows: 2,
@@ -264,7 +250,7 @@ async fn full_fetches_the_next_page_while_the_current_one_is_staged() {
 async fn ordered_incremental_fetches_the_next_page_while_the_current_one_is_promoted() {
     let schema = items_schema("t");
     let (memory, store, stager, ctx) =
-        waiting(MemorySource::new((*schema).clone()), cursor_rows(6), 2);
+        waiting(MemorySource::new((*schema).clone()), cursor_rows(6), 2, 1);
     memory.set_high_watermark("t", Some(vec![Value::from(6)]));
     let incremental = IncrementalStrategy::new(IncrementalConfig {
         page_size: 2,
@@ -301,7 +287,8 @@ async fn unordered_incremental_fetches_the_next_page_while_the_current_one_is_st
         ordering: SourceOrdering::Unordered,
         ..memory.capabilities()
     };
-    let (memory, store, stager, ctx) = waiting(memory.with_capabilities(caps), cursor_rows(6), 2);
+    let (memory, store, stager, ctx) =
+        waiting(memory.with_capabilities(caps), cursor_rows(6), 2, 1);
     memory.set_high_watermark("t", Some(vec![Value::from(6)]));
     let incremental = IncrementalStrategy::new(IncrementalConfig {
         page_size: 2,
@@ -321,7 +308,7 @@ async fn unordered_incremental_fetches_the_next_page_while_the_current_one_is_st
 async fn offset_fetches_the_next_page_while_the_current_one_is_promoted() {
     let schema = keyed_schema("t");
     let (memory, store, stager, ctx) =
-        waiting(MemorySource::new((*schema).clone()), keyed_rows(6), 2);
+        waiting(MemorySource::new((*schema).clone()), keyed_rows(6), 2, 1);
     let offset = OffsetStrategy::new(OffsetConfig {
         page_size: 2,
         ..OffsetConfig::new("t")

@@ -253,9 +253,9 @@ impl FullStrategy {
         let fetcher = st.fetcher(ctx);
         // Pages fetched while the batch before them was staged, counted when taken.
         let mut ahead: VecDeque<Result<Fetched<ContinuedPage>>> = VecDeque::new();
-        // Pages taken but not yet staged, each a batch to the fill state after it, and their rows.
-        let (mut pending, mut pending_rows): (Vec<RecordBatch>, usize) = (Vec::new(), 0);
-        let batch_rows = cfg.batch_rows.max(1) as usize;
+        // Pages taken but not yet staged, each a batch to the fill state after it.
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let batch_rows = cfg.batch_rows as usize;
         // Pages per chain fetched ahead: a batch's worth at the size pages come in.
         let mut chain = (batch_rows as u64).div_ceil(u64::from(limit.max(1))).max(1);
         while let Some(selector) = fill.next.take() {
@@ -304,7 +304,7 @@ impl FullStrategy {
                     .await?;
                 run = st.restart_run(ctx, &run, run.params.clone()).await?;
                 (fill, staged_at) = (FillProgress::new(), run.progress.clone());
-                (ahead, pending, pending_rows) = (VecDeque::new(), Vec::new(), 0);
+                (ahead, pending) = (VecDeque::new(), Vec::new());
                 continue;
             }
             fill.total = page.total.or(fill.total);
@@ -320,7 +320,6 @@ impl FullStrategy {
             if !page.rows.is_empty() {
                 chain = (batch_rows as u64).div_ceil(page.rows.len() as u64);
             }
-            pending_rows += page.rows.len();
             let from = pending
                 .last()
                 .map_or_else(|| staged_at.clone(), |b| b.delta().to.clone());
@@ -331,14 +330,13 @@ impl FullStrategy {
                 CheckpointDelta { from, to },
             )?);
             let more_ahead = !ahead.is_empty();
-            if pending_rows < batch_rows
+            if pending.iter().map(RecordBatch::len).sum::<usize>() < batch_rows
                 && fill.next.is_some()
                 && (more_ahead || !st.page_limit_reached(ctx))
             {
                 continue;
             }
             let batch = std::mem::take(&mut pending);
-            pending_rows = 0;
             // The next pages are known from this one: fetch a batch's worth of them while
             // this batch is staged, within the page limit.
             let left = ctx
