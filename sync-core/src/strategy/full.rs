@@ -12,21 +12,19 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use super::fill::{fetch_fill, stage_pages, FillChain, FillProgress};
 use super::{
-    log_entry, log_failure, while_fetching, ContinuedPage, Fetched, Fetcher, RunReport, RunState,
-    Strategy, StrategyKind, SyncContext,
+    log_entry, log_failure, while_fetching, ContinuedPage, Fetched, RunReport, RunState, Strategy,
+    StrategyKind, SyncContext,
 };
 use crate::checkpoint::{CheckpointState, LedgerStatus, LogLevel};
 use crate::error::{Error, ErrorKind, Result};
 use crate::position::{compare_values, CheckpointDelta, CursorKey, Position};
 use crate::progress::ProgressEvent;
-use crate::record::{Key, RecordBatch, Row};
+use crate::record::RecordBatch;
 use crate::schema::{ColumnType, StreamSchema};
 use crate::source::{PageRequest, PageSelector, SourceOrdering};
-use crate::stager::{
-    params_from, params_of, PromoteMode, ReplaceScope, StagingRun, ValidationRules,
-};
-use crate::stop::StopSignal;
+use crate::stager::{params_from, params_of, PromoteMode, ReplaceScope, ValidationRules};
 use crate::value::Value;
 
 /// Configuration of a full sync.
@@ -99,66 +97,6 @@ struct FullParams {
     high: Option<Vec<Value>>,
 }
 
-/// Fill progress, staged atomically with each page (kept in an opaque token position).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct FillProgress {
-    next: Option<PageSelector>,
-    pages: u64,
-    rows: u64,
-    max_cursor: Option<Vec<Value>>,
-    /// The source's total at the last page, to notice it changing under the fill.
-    #[serde(default)]
-    total: Option<u64>,
-    /// The last key read, to check offset pages continue from it.
-    #[serde(default)]
-    last_key: Option<Key>,
-    /// The source changed while the fill read it: rows it seems to lack may only have
-    /// shifted out of view, so this snapshot deletes nothing.
-    #[serde(default)]
-    drifted: bool,
-    /// Pages were read by number from a source whose records move when they change: a shift
-    /// cannot be noticed, so this snapshot deletes nothing.
-    #[serde(default)]
-    unverifiable: bool,
-}
-
-impl FillProgress {
-    /// Raises `max_cursor` to the greatest cursor of `rows`. The running maximum is the
-    /// stored one or a row of the page, by reference: values are copied once per page, not
-    /// per row.
-    fn note_max_cursor(&mut self, rows: &[Row], schema: &StreamSchema) {
-        let mut page_max: Option<&Row> = None;
-        for row in rows {
-            let greater = match page_max {
-                Some(m) => row.compare_cursor_row(m, schema),
-                None => self
-                    .max_cursor
-                    .as_ref()
-                    .map_or(Some(Ordering::Greater), |m| row.compare_cursor(schema, m)),
-            } == Some(Ordering::Greater);
-            if greater {
-                page_max = Some(row);
-            }
-        }
-        if let Some(m) = page_max {
-            self.max_cursor = Some(m.cursor_values(schema));
-        }
-    }
-
-    fn new() -> Self {
-        FillProgress {
-            next: Some(PageSelector::First),
-            pages: 0,
-            rows: 0,
-            max_cursor: None,
-            total: None,
-            last_key: None,
-            drifted: false,
-            unverifiable: false,
-        }
-    }
-}
-
 /// Fills restarted in one run because the source shifted, before the run settles for a
 /// snapshot that deletes nothing.
 const MAX_FILL_RESTARTS: u32 = 3;
@@ -210,7 +148,6 @@ impl FullStrategy {
         } else {
             fresh
         };
-        // The delete scope is the window the fill reads, pinned when it began.
         // The delete scope is the window the fill reads, pinned when it began (a config that
         // dropped the window meanwhile must not turn it into "delete everything").
         let scope = params
@@ -453,87 +390,6 @@ impl FullStrategy {
         };
         let since = Utc::now() - chrono::Duration::days(i64::from(days) + 1);
         Ok(Some((column, Value::Timestamp(since))))
-    }
-}
-
-/// Stages the batches of consecutive pages as one batch, or one by one when a key is on
-/// two of them; returns where the run's progress stands after the last.
-async fn stage_pages(
-    ctx: &SyncContext,
-    run: &StagingRun,
-    pages: Vec<RecordBatch>,
-) -> Result<Position> {
-    let batches = RecordBatch::concat(pages).map_or_else(|each| each, |one| vec![one]);
-    let mut staged = None;
-    for batch in batches {
-        staged = Some(ctx.stager.stage(run, batch).await?);
-    }
-    staged.ok_or_else(|| Error::internal("no page to stage"))
-}
-
-/// A chain of fill pages fetched ahead, each from the selector and last key of the page
-/// before it.
-struct FillChain<'a> {
-    fetcher: &'a Fetcher<'a>,
-    schema: &'a StreamSchema,
-    /// Pages to fetch at most.
-    pages: u64,
-}
-
-impl FillChain<'_> {
-    /// Fetches from `next` on until `pages` pages are read, the last page is, a page does
-    /// not continue from the one before it (the fill restarts there), a stop is requested
-    /// or a fetch fails (its error is the last item).
-    async fn fetch(
-        self,
-        request: impl Fn(&PageSelector) -> PageRequest,
-        mut next: PageSelector,
-        mut last_key: Option<Key>,
-        stop: &StopSignal,
-    ) -> Vec<Result<Fetched<ContinuedPage>>> {
-        let mut out = Vec::new();
-        loop {
-            let fetched = fetch_fill(self.fetcher, request(&next), last_key.clone(), self.schema)
-                .instrument(tracing::debug_span!("page ahead", selector = ?next))
-                .await;
-            let following = match &fetched {
-                Ok(f) if f.value().continuous => {
-                    if let Some(last) = f.value().page.rows.last() {
-                        last_key = Some(last.key(self.schema));
-                    }
-                    f.value().page.next.clone()
-                }
-                _ => None,
-            };
-            out.push(fetched);
-            match following {
-                Some(selector) if (out.len() as u64) < self.pages && !stop.is_stopped() => {
-                    next = selector;
-                }
-                _ => return out,
-            }
-        }
-    }
-}
-
-/// Fetches the fill's page at `req.selector`; an offset page re-reads the record before it to
-/// check it continues from `last_key` (every other selector counts as continuous).
-async fn fetch_fill(
-    fetcher: &Fetcher<'_>,
-    req: PageRequest,
-    last_key: Option<Key>,
-    schema: &StreamSchema,
-) -> Result<Fetched<ContinuedPage>> {
-    match req.selector {
-        PageSelector::Offset(offset) => {
-            fetcher
-                .fetch_continuing(&req, offset, last_key.as_ref(), schema)
-                .await
-        }
-        _ => Ok(fetcher.fetch(&req).await?.map(|page| ContinuedPage {
-            page,
-            continuous: true,
-        })),
     }
 }
 

@@ -2,6 +2,7 @@
 //! the run context, the run report, page fetching with retry and limits, and the commit
 //! step that survives an outcome-unknown error.
 
+mod fill;
 pub mod full;
 pub mod incremental;
 pub mod offset;
