@@ -12,6 +12,10 @@
 //! Each phase runs in a child process of its own, so its peak RSS is the sync's alone (the
 //! API's records live in this process). The child verifies the target after it measured:
 //! `count == records` and `sum(version) == expected_version_sum`.
+//!
+//! With `E2E_TIMELINE=1` in its environment a child also prints each progress event of its
+//! run to stderr with the milliseconds since the run began (pages, staging, windows,
+//! promotions): where a run's time goes, without a profiler.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -117,8 +121,18 @@ async fn child(
         stream,
         HttpClient::new(HttpConfig::default())?,
     )?);
-    let ctx = SyncContext::new("bench/items", source, stager.clone(), checkpoints);
+    let mut ctx = SyncContext::new("bench/items", source, stager.clone(), checkpoints);
     let started = Instant::now();
+    if std::env::var_os("E2E_TIMELINE").is_some() {
+        let (progress, mut events) = sync_core::progress::Progress::channel(4096);
+        ctx = ctx.with_progress(progress);
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                eprintln!("{ms:9.1} ms  {event:?}");
+            }
+        });
+    }
     let report = strategy.run(&ctx).await?;
     let secs = started.elapsed().as_secs_f64();
     let rss = peak_rss_kib();
