@@ -16,7 +16,8 @@ use crate::stager::StagingRun;
 use crate::stop::StopSignal;
 use crate::value::Value;
 
-/// Fill progress, staged atomically with each page (kept in an opaque token position).
+/// Fill progress after a page, staged atomically with the batch that ends at that page (kept in
+/// an opaque token position).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct FillProgress {
     pub(super) next: Option<PageSelector>,

@@ -1,6 +1,7 @@
 //! Full strategy: stage a whole snapshot (or the last N days plus one), recording fill progress
-//! with every page so a crash resumes the fill, then validate and promote once, atomically,
-//! optionally deleting target rows of the window that the snapshot no longer contains.
+//! with every staged batch of pages so a crash resumes the fill, then validate and promote
+//! once, atomically, optionally deleting target rows of the window that the snapshot no longer
+//! contains. The fill itself (its progress, pages fetched ahead) is in `fill.rs`.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
