@@ -14,8 +14,8 @@
 //! `count == records` and `sum(version) == expected_version_sum`.
 //!
 //! With `E2E_TIMELINE=1` in its environment a child also prints each progress event of its
-//! run to stderr with the milliseconds since the run began (pages, staging, windows,
-//! promotions): where a run's time goes, without a profiler.
+//! run to stderr with the milliseconds since the run began, taken as the event is printed
+//! (pages, staging, windows, promotions): where a run's time goes, without a profiler.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -123,18 +123,24 @@ async fn child(
     )?);
     let mut ctx = SyncContext::new("bench/items", source, stager.clone(), checkpoints);
     let started = Instant::now();
+    let mut timeline = None;
     if std::env::var_os("E2E_TIMELINE").is_some() {
         let (progress, mut events) = sync_core::progress::Progress::channel(4096);
         ctx = ctx.with_progress(progress);
-        tokio::spawn(async move {
+        timeline = Some(tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 let ms = started.elapsed().as_secs_f64() * 1e3;
                 eprintln!("{ms:9.1} ms  {event:?}");
             }
-        });
+        }));
     }
     let report = strategy.run(&ctx).await?;
     let secs = started.elapsed().as_secs_f64();
+    // The run's events end with the context: print the last of them before the result.
+    drop(ctx);
+    if let Some(printer) = timeline {
+        printer.await.expect("the timeline printer");
+    }
     let rss = peak_rss_kib();
     let target_rows = stager.read_target("items").await?;
     let version_sum: i64 = target_rows
