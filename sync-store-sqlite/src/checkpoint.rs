@@ -12,7 +12,7 @@ use sync_core::{Checkpoint, Error, ErrorKind, Result};
 
 use crate::error::SqliteResultExt;
 use crate::sql::{self, execute, id};
-use crate::store::SqliteStore;
+use crate::store::{Commit, SqliteStore};
 
 fn corrupt(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::new(
@@ -286,7 +286,10 @@ impl Checkpoint for SqliteStore {
 
     async fn append_log(&self, entry: &SyncLogEntry) -> Result<()> {
         let entry = entry.clone();
-        self.write(move |tx, _| insert_log(tx, &entry)).await
+        // At the configured durability: a log entry a power loss takes is about a window
+        // that went with it, and that the next run logs again.
+        self.write_with(Commit::Configured, move |tx, _| insert_log(tx, &entry))
+            .await
     }
 
     async fn sync_log(&self, sync: &str, limit: usize) -> Result<Vec<SyncLogEntry>> {

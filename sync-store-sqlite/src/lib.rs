@@ -20,8 +20,10 @@
 //!   memory. Its cost follows the promoted window, not the target: keys are looked up in the
 //!   target's primary key, counts come from the run's row and from SQLite's update hook, and
 //!   only a scoped replace reads the target (not even that when the target was empty);
-//! - WAL mode, `synchronous=FULL` by default (see [`Durability`]) for promotions, checkpoints,
-//!   fences and the log; staging and validation commit with `synchronous=NORMAL`, which can
+//! - WAL mode, `synchronous=FULL` for bare checkpoint commits, fences, the job queue and the
+//!   change queue, and by default for promotions and a run's log (see [`Durability`] for
+//!   `NORMAL` there and why it keeps the promise); staging and validation commit with
+//!   `synchronous=NORMAL`, which can
 //!   only lose staged-but-unpromoted batches on power loss, together with the progress they
 //!   advanced (see `store::Commit::Staging` for the argument); a bounded page cache; sorts
 //!   spill to temporary files;
@@ -85,8 +87,10 @@ impl Stager for SqliteStore {
         params: serde_json::Value,
     ) -> Result<StagingRun> {
         let sync = sync.to_string();
-        self.write(move |tx, _| run::begin(tx, &sync, &schema, fence, &params))
-            .await
+        self.write_with(Commit::Configured, move |tx, _| {
+            run::begin(tx, &sync, &schema, fence, &params)
+        })
+        .await
     }
 
     async fn stage(&self, run: &StagingRun, batch: RecordBatch) -> Result<Position> {
@@ -130,8 +134,10 @@ impl Stager for SqliteStore {
 
     async fn abort(&self, run: &StagingRun) -> Result<()> {
         let run = run.clone();
-        self.write(move |tx, _| run::end(tx, &run::this_run(tx, &run)?))
-            .await
+        self.write_with(Commit::Configured, move |tx, _| {
+            run::end(tx, &run::this_run(tx, &run)?)
+        })
+        .await
     }
 
     async fn read_target(&self, stream: &str) -> Result<Vec<Row>> {

@@ -38,7 +38,12 @@ struct Conn {
 /// How hard a write transaction syncs its commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Commit {
-    /// At the configured [`Durability`]: checkpoints, fences, the log, the job queue.
+    /// `synchronous=FULL` whatever the configuration: what records a fact a later run cannot
+    /// rebuild (bare checkpoint commits, fences and leases, the job queue, the change queue,
+    /// schema changes; see [`Durability`]).
+    Durable,
+    /// At the configured [`Durability`]: what a run writes besides its batches and promotions
+    /// and a later run rebuilds (the start and end of a staging run, the log).
     Configured,
     /// At the configured [`Durability`], with statement journals kept in memory: promotions.
     ///
@@ -59,7 +64,8 @@ pub(crate) enum Commit {
     /// `FULL` commit syncs the log, which makes every frame before it durable too. A power loss
     /// can therefore only lose a suffix of the `NORMAL` commits after the last `FULL` one: staged
     /// batches together with the run progress they advanced (one transaction), or validation
-    /// marks, never a promotion or a checkpoint. The next run resumes the fill from the progress
+    /// marks, never a `FULL` promotion or checkpoint (for `NORMAL` promotions see
+    /// [`Durability::Normal`]). The next run resumes the fill from the progress
     /// that survived, re-reads what was lost, and validates again; nothing promoted is lost and
     /// the checkpoint never gets ahead of the data. A process crash loses nothing committed in
     /// either mode. This saves one log sync per staged page.
@@ -105,7 +111,7 @@ impl SqliteStore {
             if journal != "wal" {
                 tracing::warn!(journal = %journal, "sqlite did not switch to WAL mode");
             }
-            conn.pragma_update(None, "synchronous", synchronous(cfg.durability))
+            conn.pragma_update(None, "synchronous", synchronous(Durability::Full))
                 .db()?;
             conn.pragma_update(None, "cache_size", -i64::from(cfg.cache_kib))
                 .db()?;
@@ -114,7 +120,7 @@ impl SqliteStore {
             conn.pragma_update(None, "temp_store", temp_store(false))
                 .db()?;
             schema::migrate(&mut conn)?;
-            let checkpointer = match Checkpointer::start(&cfg.path, synchronous(cfg.durability)) {
+            let checkpointer = match Checkpointer::start(&cfg.path, synchronous(Durability::Full)) {
                 Ok(c) => {
                     wal::watch(&conn);
                     Some(c)
@@ -127,7 +133,7 @@ impl SqliteStore {
             Ok((
                 Conn {
                     conn,
-                    synchronous: cfg.durability,
+                    synchronous: Durability::Full,
                     temp_in_memory: false,
                 },
                 checkpointer,
@@ -176,7 +182,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the blocking pool, committing when it
-    /// returns `Ok`, at the configured durability. A transaction that fails with BUSY or LOCKED
+    /// returns `Ok`, durably (`synchronous=FULL`, see [`Commit::Durable`]). A transaction that fails with BUSY or LOCKED
     /// (after the busy timeout) is retried up to `busy_retries` times; other errors roll back
     /// and return at once.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
@@ -184,7 +190,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: Fn(&Transaction<'_>, &Inner) -> Result<T> + Send + 'static,
     {
-        self.write_with(Commit::Configured, f).await
+        self.write_with(Commit::Durable, f).await
     }
 
     /// [`SqliteStore::write`] committing as `commit` says.
@@ -200,6 +206,7 @@ impl SqliteStore {
                 .lock()
                 .map_err(|_| Error::internal("sqlite connection lock poisoned"))?;
             let level = match commit {
+                Commit::Durable => Durability::Full,
                 Commit::Configured | Commit::Promote => inner.config.durability,
                 Commit::Staging => Durability::Normal,
             };
@@ -267,4 +274,38 @@ fn synchronous(level: Durability) -> &'static str {
 
 fn join_error(e: tokio::task::JoinError) -> Error {
     Error::new(ErrorKind::Internal, "sqlite task failed").with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn synchronous_after(store: &SqliteStore, commit: Commit) -> i64 {
+        store.write_with(commit, |_, _| Ok(())).await.unwrap();
+        store
+            .with_conn(|c, _| {
+                c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                    .map_err(|e| Error::internal("pragma").with_source(e))
+            })
+            .await
+            .unwrap()
+    }
+
+    /// `Durability::Normal` relaxes promotions and a run's own records only: durable commits
+    /// stay `FULL` (2), staging is always `NORMAL` (1).
+    #[tokio::test]
+    async fn only_what_a_run_rebuilds_follows_the_configured_durability() {
+        let dir = tempfile::tempdir().unwrap();
+        for (durability, promote) in [(Durability::Full, 2), (Durability::Normal, 1)] {
+            let path = dir.path().join(format!("{durability:?}.db"));
+            let cfg = SqliteConfig::new(&path).with_durability(durability);
+            let store = SqliteStore::open(cfg).await.unwrap();
+            assert_eq!(synchronous_after(&store, Commit::Durable).await, 2);
+            assert_eq!(synchronous_after(&store, Commit::Promote).await, promote);
+            assert_eq!(synchronous_after(&store, Commit::Durable).await, 2);
+            assert_eq!(synchronous_after(&store, Commit::Configured).await, promote);
+            assert_eq!(synchronous_after(&store, Commit::Staging).await, 1);
+            assert_eq!(synchronous_after(&store, Commit::Durable).await, 2);
+        }
+    }
 }

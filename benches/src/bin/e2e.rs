@@ -5,7 +5,12 @@
 //! ```text
 //! e2e [--sizes 100000,1000000] [--targets sqlite,pg] [--api-url http://127.0.0.1:18080]
 //!     [--postgres postgres://postgres@127.0.0.1:5432/test] [--dir /tmp/e2e] [--page-size 1000]
+//!     [--sqlite-durability full|normal]
 //! ```
+//!
+//! `--sqlite-durability normal` promotes into SQLite at `synchronous=NORMAL`
+//! (`sync_store_sqlite::Durability::Normal`, the setting `e2e_ceiling` uses); the default is
+//! the store's default, `full`.
 //!
 //! Without `--api-url` the in-process demo API (the shared/bench fake API contract) serves the
 //! records; with it, an external one (shared/bench's `fake_api`) does, and is reset first.
@@ -79,6 +84,15 @@ async fn drop_schema(db: &str) {
     }
 }
 
+/// The durability of SQLite promotions `--sqlite-durability` asks for.
+fn durability() -> sync_store_sqlite::Durability {
+    match arg("sqlite-durability").as_deref() {
+        None | Some("full") => sync_store_sqlite::Durability::Full,
+        Some("normal") => sync_store_sqlite::Durability::Normal,
+        Some(other) => panic!("--sqlite-durability full|normal, not {other}"),
+    }
+}
+
 /// One phase in this (child) process; prints its JSON line.
 async fn child(
     target: &str,
@@ -89,10 +103,8 @@ async fn child(
 ) -> sync_core::Result<()> {
     let (stager, checkpoints): (Arc<dyn Stager>, Arc<dyn Checkpoint>) = match target {
         "sqlite" => {
-            let store = Arc::new(
-                sync_store_sqlite::SqliteStore::open(sync_store_sqlite::SqliteConfig::new(db))
-                    .await?,
-            );
+            let config = sync_store_sqlite::SqliteConfig::new(db).with_durability(durability());
+            let store = Arc::new(sync_store_sqlite::SqliteStore::open(config).await?);
             (store.clone(), store)
         }
         _ => {
@@ -151,6 +163,7 @@ async fn child(
         "{}",
         json!({
             "target": target, "phase": phase, "secs": secs,
+            "durability": (target == "sqlite").then(|| format!("{:?}", durability()).to_lowercase()),
             "rows_read": report.rows_read, "rows_written": report.rows_written,
             "pages": report.pages, "windows": report.windows,
             "peak_rss_kib": rss, "count": target_rows.len(), "version_sum": version_sum,
@@ -214,6 +227,8 @@ async fn main() -> sync_core::Result<()> {
                         phase,
                         "--page-size",
                         &page_size.to_string(),
+                        "--sqlite-durability",
+                        &format!("{:?}", durability()).to_lowercase(),
                     ])
                     .output()
                     .expect("the child runs");
@@ -242,9 +257,13 @@ async fn main() -> sync_core::Result<()> {
     println!("\n| target | records | phase | wall s | records/s | rows written | peak RSS MiB | verified |");
     println!("|---|---:|---|---:|---:|---:|---:|---|");
     for r in &table {
+        let target = match r["durability"].as_str() {
+            Some(d) => format!("{} ({d})", r["target"].as_str().unwrap_or("")),
+            None => r["target"].as_str().unwrap_or("").to_string(),
+        };
         println!(
             "| {} | {} | {} | {:.2} | {:.0} | {} | {:.1} | {} |",
-            r["target"].as_str().unwrap_or(""),
+            target,
             r["records"],
             r["phase"].as_str().unwrap_or(""),
             r["secs"].as_f64().unwrap_or(0.0),
