@@ -23,10 +23,9 @@
 //! - WAL mode, `synchronous=FULL` for bare checkpoint commits, fences, the job queue and the
 //!   change queue, and by default for promotions and a run's log (see [`Durability`] for
 //!   `NORMAL` there and why it keeps the promise); staging and validation commit with
-//!   `synchronous=NORMAL`, which can
-//!   only lose staged-but-unpromoted batches on power loss, together with the progress they
-//!   advanced (see `store::Commit::Staging` for the argument); a bounded page cache; sorts
-//!   spill to temporary files;
+//!   `synchronous=NORMAL`, which can only lose staged-but-unpromoted batches on power loss,
+//!   together with the progress they advanced (see `store::Commit::Staging` for the
+//!   argument); a bounded page cache; sorts spill to temporary files;
 //! - WAL checkpoints on a thread and connection of their own, so no commit waits for one;
 //! - a busy timeout and retries of transactions that meet BUSY or LOCKED;
 //! - every call on tokio's blocking pool, never on a runtime worker thread;

@@ -65,9 +65,9 @@ pub(crate) enum Commit {
     /// can therefore only lose a suffix of the `NORMAL` commits after the last `FULL` one: staged
     /// batches together with the run progress they advanced (one transaction), or validation
     /// marks, never a `FULL` promotion or checkpoint (for `NORMAL` promotions see
-    /// [`Durability::Normal`]). The next run resumes the fill from the progress
-    /// that survived, re-reads what was lost, and validates again; nothing promoted is lost and
-    /// the checkpoint never gets ahead of the data. A process crash loses nothing committed in
+    /// [`Durability::Normal`]). The next run resumes the fill from the progress that survived,
+    /// re-reads what was lost, and validates again; nothing promoted is lost and the
+    /// checkpoint never gets ahead of the data. A process crash loses nothing committed in
     /// either mode. This saves one log sync per staged page.
     Staging,
 }
@@ -182,9 +182,9 @@ impl SqliteStore {
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the blocking pool, committing when it
-    /// returns `Ok`, durably (`synchronous=FULL`, see [`Commit::Durable`]). A transaction that fails with BUSY or LOCKED
-    /// (after the busy timeout) is retried up to `busy_retries` times; other errors roll back
-    /// and return at once.
+    /// returns `Ok`, durably (`synchronous=FULL`, see [`Commit::Durable`]). A transaction that
+    /// fails with BUSY or LOCKED (after the busy timeout) is retried up to `busy_retries`
+    /// times; other errors roll back and return at once.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
