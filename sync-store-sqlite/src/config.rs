@@ -47,8 +47,8 @@ pub enum Durability {
     /// absorbs it).
     ///
     /// It saves the sync of the log at the end of every promotion: for an incremental window
-    /// of 10,000 changed rows in a 1M-row table, ~40 MiB of log, about 40% of the run's time
-    /// on the benchmark machine (see BENCHMARKS.md).
+    /// of 10,000 changed rows in a 1M-row table, ~40 MiB of log, about a third of the run's
+    /// time on the benchmark machine (see BENCHMARKS.md).
     Normal,
 }
 
