@@ -84,11 +84,11 @@ async fn drop_schema(db: &str) {
     }
 }
 
-/// The durability of SQLite promotions `--sqlite-durability` asks for.
-fn durability() -> sync_store_sqlite::Durability {
+/// The durability of SQLite promotions `--sqlite-durability` asks for, and its name.
+fn durability() -> (sync_store_sqlite::Durability, &'static str) {
     match arg("sqlite-durability").as_deref() {
-        None | Some("full") => sync_store_sqlite::Durability::Full,
-        Some("normal") => sync_store_sqlite::Durability::Normal,
+        None | Some("full") => (sync_store_sqlite::Durability::Full, "full"),
+        Some("normal") => (sync_store_sqlite::Durability::Normal, "normal"),
         Some(other) => panic!("--sqlite-durability full|normal, not {other}"),
     }
 }
@@ -101,9 +101,10 @@ async fn child(
     phase: &str,
     page_size: u32,
 ) -> sync_core::Result<()> {
+    let (durability, durability_name) = durability();
     let (stager, checkpoints): (Arc<dyn Stager>, Arc<dyn Checkpoint>) = match target {
         "sqlite" => {
-            let config = sync_store_sqlite::SqliteConfig::new(db).with_durability(durability());
+            let config = sync_store_sqlite::SqliteConfig::new(db).with_durability(durability);
             let store = Arc::new(sync_store_sqlite::SqliteStore::open(config).await?);
             (store.clone(), store)
         }
@@ -163,7 +164,7 @@ async fn child(
         "{}",
         json!({
             "target": target, "phase": phase, "secs": secs,
-            "durability": (target == "sqlite").then(|| format!("{:?}", durability()).to_lowercase()),
+            "durability": (target == "sqlite").then_some(durability_name),
             "rows_read": report.rows_read, "rows_written": report.rows_written,
             "pages": report.pages, "windows": report.windows,
             "peak_rss_kib": rss, "count": target_rows.len(), "version_sum": version_sum,
@@ -190,6 +191,8 @@ async fn main() -> sync_core::Result<()> {
         .or_else(|| std::env::var("SYNC_BENCH_POSTGRES_URL").ok())
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
     let dir = std::path::PathBuf::from(arg("dir").unwrap_or_else(|| "/tmp/sync-e2e".into()));
+    // Checked before any child runs.
+    let (_, durability_name) = durability();
     std::fs::create_dir_all(&dir).expect("the bench directory");
     let exe = std::env::current_exe().expect("this binary");
     let mut table = Vec::new();
@@ -228,7 +231,7 @@ async fn main() -> sync_core::Result<()> {
                         "--page-size",
                         &page_size.to_string(),
                         "--sqlite-durability",
-                        &format!("{:?}", durability()).to_lowercase(),
+                        durability_name,
                     ])
                     .output()
                     .expect("the child runs");
