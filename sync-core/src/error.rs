@@ -21,6 +21,12 @@ pub enum ErrorKind {
     Conflict,
     /// The caller's fencing token is stale: another writer owns the sync now.
     Fenced,
+    /// Something the call needs is held by another live holder right now: another run's
+    /// lease on the sync, or a database lock that outlasted the store's own retries. It
+    /// frees itself, so the call can be made again later (`retry_after`, when set, says
+    /// when at the latest) and the attempt says nothing against the caller: a job worker
+    /// defers such a job without counting the attempt.
+    Busy,
     /// A checkpoint delta does not continue from the current position or goes backwards.
     CheckpointDelta,
     /// Stored checkpoint state is malformed or from an unknown format version.
@@ -51,7 +57,7 @@ impl ErrorKind {
     /// The retry class this kind has unless the reporter says otherwise.
     pub fn default_retry(self) -> RetryClass {
         match self {
-            ErrorKind::RateLimited | ErrorKind::Timeout => RetryClass::Transient,
+            ErrorKind::RateLimited | ErrorKind::Timeout | ErrorKind::Busy => RetryClass::Transient,
             _ => RetryClass::Permanent,
         }
     }
@@ -64,6 +70,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Fenced => "fenced",
+            ErrorKind::Busy => "busy",
             ErrorKind::CheckpointDelta => "checkpoint_delta",
             ErrorKind::CorruptState => "corrupt_state",
             ErrorKind::NotFound => "not_found",

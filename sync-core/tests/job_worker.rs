@@ -288,6 +288,45 @@ async fn transient_failures_back_off_and_fail_after_max_attempts() {
 }
 
 #[tokio::test]
+async fn a_busy_sync_defers_the_job_without_counting_attempts() {
+    let (queue, _store, jobs) = setup().await;
+    let busy = |held_for: u64| {
+        Error::new(ErrorKind::Busy, "another run holds the sync")
+            .with_retry_after(Duration::from_secs(held_for))
+    };
+    // More busy answers than the job has attempts (popped from the end): the first waits
+    // as long as the hold lasts, the longer ones no more than the backoff's base.
+    let runner = Arc::new(FailingRunner {
+        errors: Mutex::new(vec![busy(3600), busy(3600), busy(3600), busy(2)]),
+        runs: AtomicUsize::new(0),
+    });
+    let mut cfg = config("w1");
+    cfg.backoff.base = Duration::from_secs(5);
+    let worker = Worker::new(queue.clone(), runner.clone(), cfg).unwrap();
+    jobs.trigger(&Trigger::new("acme", "t1")).await.unwrap();
+    let first = worker.run_one().await.unwrap().unwrap();
+    assert_eq!((first.status, first.attempts), (JobStatus::Pending, 0));
+    assert!(first
+        .last_error
+        .unwrap()
+        .contains("another run holds the sync"));
+    assert!(
+        worker.run_one().await.unwrap().is_none(),
+        "waits for the hold"
+    );
+    queue.advance(Duration::from_secs(2));
+    for _ in 0..3 {
+        let again = worker.run_one().await.unwrap().unwrap();
+        assert_eq!((again.status, again.attempts), (JobStatus::Pending, 0));
+        assert!(worker.run_one().await.unwrap().is_none());
+        queue.advance(Duration::from_secs(5));
+    }
+    let done = worker.run_one().await.unwrap().unwrap();
+    assert_eq!((done.status, done.attempts), (JobStatus::Completed, 1));
+    assert_eq!(runner.runs.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
 async fn a_permanent_failure_fails_the_job_at_once() {
     let (queue, _store, jobs) = setup().await;
     let runner = Arc::new(FailingRunner {

@@ -1,5 +1,6 @@
 //! The one place PostgreSQL errors become `sync_core::Error`s: serialization failures,
-//! deadlocks, too many connections and a server starting up are transient; unique violations
+//! deadlocks, too many connections and a server starting up are transient; a lock another
+//! session holds (`lock_not_available`) is [`ErrorKind::Busy`]; unique violations
 //! are conflicts; a lost connection is transient, and during COMMIT its outcome is unknown.
 //! Messages never include the connection string.
 
@@ -41,7 +42,7 @@ pub(crate) fn classify(e: tokio_postgres::Error) -> Error {
         }
         Some(c) if *c == SqlState::CRASH_SHUTDOWN => (ErrorKind::Storage, true, "server crashed"),
         Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => {
-            (ErrorKind::Storage, true, "lock not available")
+            (ErrorKind::Busy, true, "lock not available")
         }
         Some(c) if *c == SqlState::QUERY_CANCELED => {
             (ErrorKind::Timeout, true, "statement cancelled or timed out")

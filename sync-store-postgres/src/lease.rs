@@ -2,8 +2,8 @@
 //!
 //! The fence row of a sync carries the lease: `lease_until` (NULL when free), `holder` and the
 //! `run_id` bound to it. `acquire_fence` takes the lease when it is free, expired, or its
-//! holder is gone, and issues the next fencing token with it; otherwise it refuses with a
-//! transient [`ErrorKind::Conflict`] ([`is_lease_held`]). Every fenced call of the holder
+//! holder is gone, and issues the next fencing token with it; otherwise it refuses with an
+//! [`ErrorKind::Busy`] error ([`is_lease_held`]). Every fenced call of the holder
 //! (begin, stage, validate, promote, commit, abort) extends the lease, and stage, promote and
 //! commit verify the token first. The run's `run_started` log entry binds its run id to the
 //! lease; its `run_finished` or `run_failed` entry releases it, as does `reset` of a lease no
@@ -35,11 +35,12 @@ const HOLDER_CLASS: i32 = 0x5359_4e4c;
 /// The context pair that marks a refused acquisition.
 const HELD: (&str, &str) = ("lease", "held");
 
-/// True for the error `acquire_fence` returns while another run holds the sync's lease: a
-/// transient [`ErrorKind::Conflict`] whose `retry_after` is when the lease expires at the
-/// latest (the holder usually releases it sooner, when its run ends).
+/// True for the error `acquire_fence` returns while another run holds the sync's lease: an
+/// [`ErrorKind::Busy`] error (transient) whose `retry_after` is when the lease expires at the
+/// latest (the holder usually releases it sooner, when its run ends). Other `Busy` errors
+/// are database locks that outlasted the store's retries.
 pub fn is_lease_held(error: &Error) -> bool {
-    error.kind() == ErrorKind::Conflict && error.context_value(HELD.0) == Some(HELD.1)
+    error.kind() == ErrorKind::Busy && error.context_value(HELD.0) == Some(HELD.1)
 }
 
 /// The lease settings and the holder session of one store instance (shared by its clones).
@@ -129,7 +130,7 @@ pub(crate) fn fenced(sync: &str, fence: FenceToken) -> Error {
 
 fn held(sync: &str, remaining: chrono::Duration, run: Option<String>) -> Error {
     let remaining = remaining.to_std().unwrap_or_default();
-    let mut e = Error::new(ErrorKind::Conflict, "another run holds the sync")
+    let mut e = Error::new(ErrorKind::Busy, "another run holds the sync")
         .with_context(HELD.0, HELD.1)
         .with_context("sync", sync)
         .with_context("lease_remaining_ms", remaining.as_millis());

@@ -175,7 +175,7 @@ async fn a_second_run_of_a_sync_is_refused_while_the_first_holds_it_and_succeeds
             .await
             .expect_err("the sync is held by the first run");
         assert!(is_lease_held(&err), "{who}: {err}");
-        assert_eq!(err.kind(), ErrorKind::Conflict, "{who}");
+        assert_eq!(err.kind(), ErrorKind::Busy, "{who}");
         assert!(err.is_transient(), "{who}: {err}");
         assert!(
             err.retry_after().is_some_and(|d| d > Duration::ZERO),

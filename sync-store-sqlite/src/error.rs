@@ -1,4 +1,5 @@
-//! The one place SQLite errors become `sync_core::Error`s: BUSY and LOCKED are transient, a
+//! The one place SQLite errors become `sync_core::Error`s: BUSY and LOCKED are transient
+//! [`ErrorKind::Busy`] (another connection holds the lock; it frees itself), a
 //! file that is not a database or is corrupt gets a clear storage error, constraint
 //! violations are conflicts.
 
@@ -10,7 +11,7 @@ pub(crate) fn classify(e: rusqlite::Error) -> Error {
     let (kind, transient, message) = match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                (ErrorKind::Storage, true, "database is busy")
+                (ErrorKind::Busy, true, "database is busy")
             }
             ErrorCode::NotADatabase => (ErrorKind::Storage, false, "file is not a sqlite database"),
             ErrorCode::DatabaseCorrupt => (ErrorKind::Storage, false, "database file is corrupt"),
@@ -69,8 +70,10 @@ mod tests {
     fn busy_and_locked_are_transient_and_notadb_is_clear() {
         let busy = classify(failure(rusqlite::ffi::SQLITE_BUSY));
         assert!(busy.is_transient() && is_busy(&busy));
+        assert_eq!(busy.kind(), ErrorKind::Busy);
         let locked = classify(failure(rusqlite::ffi::SQLITE_LOCKED));
         assert!(locked.is_transient() && is_busy(&locked));
+        assert_eq!(locked.kind(), ErrorKind::Busy);
         assert!(!is_busy(&classify(failure(rusqlite::ffi::SQLITE_FULL))));
         let notadb = classify(failure(rusqlite::ffi::SQLITE_NOTADB));
         assert_eq!(

@@ -15,7 +15,7 @@ pub struct ApiError {
     /// The HTTP status.
     pub status: StatusCode,
     /// The stable code: `unauthorized`, `invalid_body`, `invalid_query`, `invalid_input`,
-    /// `not_found`, `conflict`, `integration_disabled`, `unsupported`, `payload_too_large`,
+    /// `not_found`, `conflict`, `busy`, `integration_disabled`, `unsupported`, `payload_too_large`,
     /// `unavailable`, `internal`.
     pub code: &'static str,
     /// What went wrong.
@@ -62,6 +62,7 @@ impl From<Error> for ApiError {
             }
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorKind::Conflict | ErrorKind::Fenced => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::Busy => (StatusCode::CONFLICT, "busy"),
             ErrorKind::Config => (StatusCode::CONFLICT, "integration_disabled"),
             ErrorKind::Unsupported => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported"),
             ErrorKind::Storage | ErrorKind::Timeout if e.is_transient() => {
@@ -111,5 +112,53 @@ impl IntoResponse for ApiError {
             "error": { "code": self.code, "message": scrub_secrets(&self.message) }
         });
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_kinds_map_to_their_status_and_code() {
+        let cases = [
+            (
+                Error::invalid_input("bad"),
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+            ),
+            (
+                Error::new(ErrorKind::NotFound, "gone"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Error::new(ErrorKind::Fenced, "stale"),
+                StatusCode::CONFLICT,
+                "conflict",
+            ),
+            (
+                Error::new(ErrorKind::Busy, "another run holds the sync"),
+                StatusCode::CONFLICT,
+                "busy",
+            ),
+            (
+                Error::new(ErrorKind::Storage, "connection closed").transient(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                Error::new(ErrorKind::Storage, "disk image malformed"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let kind = error.kind();
+            let api = ApiError::from(error);
+            assert_eq!((api.status, api.code), (status, code), "{kind}");
+        }
+        let busy = ApiError::from(Error::new(ErrorKind::Busy, "another run holds the sync"));
+        assert_eq!(busy.message, "another run holds the sync");
     }
 }

@@ -551,6 +551,18 @@ pub enum JobOutcome {
         /// The report as JSON.
         summary: serde_json::Value,
     },
+    /// The run could not start or go on because something it needs is held by another live
+    /// holder (an [`ErrorKind::Busy`](crate::ErrorKind::Busy) error: another run's lease on
+    /// the sync, a database lock): pending again after `retry_in`, and the attempt is not
+    /// counted, since waiting for a holder is no fault of the job. `reason` becomes the job's
+    /// last error, so its status says why it waits. A stop request turns it into paused or
+    /// cancelled, as for [`JobOutcome::Released`].
+    Deferred {
+        /// Why the job waits (scrubbed again by the queue).
+        reason: String,
+        /// How long it waits before it is due again.
+        retry_in: std::time::Duration,
+    },
     /// The attempt failed.
     Failed {
         /// The error text (scrubbed again by the queue).

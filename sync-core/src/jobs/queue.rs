@@ -47,7 +47,8 @@ pub type JobCounts = BTreeMap<JobStatus, u64>;
 ///   [`ErrorKind::Fenced`](crate::ErrorKind::Fenced) and change nothing.
 /// - `finish` MUST, for a processing job whose fence matches: `Completed` → completed;
 ///   `Stopped` → paused or cancelled as the request asked (cancelled when none); `Released`
-///   → pending, due now, `attempts - 1` (or paused/cancelled when a stop was requested); `Failed`
+///   → pending, due now, `attempts - 1` (or paused/cancelled when a stop was requested);
+///   `Deferred` → as `Released` but due at `now + retry_in`, its reason the last error; `Failed`
 ///   with `retry_in` and attempts below `max_attempts` → pending at `now + retry_in`, else
 ///   failed. It clears the lease and the stop request, stores the summary or the scrubbed
 ///   error ([`scrub_secrets`](crate::jobs::scrub_secrets)), and returns the job. A stale

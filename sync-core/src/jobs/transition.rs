@@ -97,6 +97,15 @@ impl Job {
                     None => JobStatus::Pending,
                 };
             }
+            JobOutcome::Deferred { reason, retry_in } => {
+                self.last_error = Some(scrub_secrets(reason));
+                self.attempts = self.attempts.saturating_sub(1);
+                self.next_run_at = after(now, *retry_in);
+                self.status = match self.stop_requested {
+                    Some(intent) => stopped_status(Some(intent)),
+                    None => JobStatus::Pending,
+                };
+            }
             JobOutcome::Failed { error, retry_in } => {
                 self.last_error = Some(scrub_secrets(error));
                 match retry_in {
@@ -187,6 +196,32 @@ mod tests {
         assert_eq!((job.status, job.attempts), (JobStatus::Paused, 1));
         assert!(job.finished_at.is_none() && job.stop_requested.is_none());
         assert!(job.lease_owner.is_none() && job.lease_until.is_none());
+    }
+
+    #[test]
+    fn a_deferred_attempt_waits_uncounted_and_says_why() {
+        let now = Utc::now();
+        let deferred = JobOutcome::Deferred {
+            reason: "another run holds the sync".into(),
+            retry_in: Duration::from_secs(30),
+        };
+        // Its last attempt: deferring it never fails it for running out of attempts.
+        let mut job = processing(3, 3, None);
+        job.finish(&deferred, now);
+        assert_eq!((job.status, job.attempts), (JobStatus::Pending, 2));
+        assert_eq!(job.next_run_at, now + chrono::Duration::seconds(30));
+        assert_eq!(
+            job.last_error.as_deref(),
+            Some("another run holds the sync")
+        );
+        assert!(job.finished_at.is_none() && job.lease_owner.is_none());
+
+        let mut cancelled = processing(1, 3, Some(StopIntent::Cancel));
+        cancelled.finish(&deferred, now);
+        assert_eq!(
+            (cancelled.status, cancelled.finished_at),
+            (JobStatus::Cancelled, Some(now))
+        );
     }
 
     #[test]

@@ -316,6 +316,18 @@ impl Worker {
             Ok(report) => JobOutcome::Completed {
                 summary: summary(&report),
             },
+            Err(e) if e.kind() == ErrorKind::Busy => {
+                // Held by another live holder: wait for it, at most the backoff's base and
+                // no longer than the error says the hold lasts.
+                let retry_in = e.retry_after().map_or(self.config.backoff.base, |d| {
+                    d.min(self.config.backoff.base)
+                });
+                tracing::info!(job = %job.id, key = %job.key, error = %e, retry_in_ms = retry_in.as_millis() as u64, "job deferred: its sync is busy");
+                JobOutcome::Deferred {
+                    reason: e.to_string(),
+                    retry_in,
+                }
+            }
             Err(e) => {
                 let retry_in = (e.retry_class() != RetryClass::Permanent).then(|| {
                     self.config

@@ -41,6 +41,7 @@ macro_rules! job_queue_suite {
             jobs_pause_holds_the_scope_and_later_jobs,
             jobs_pausing_a_running_job_ends_paused,
             jobs_released_attempt_is_not_counted,
+            jobs_deferred_attempt_waits_uncounted_and_says_why,
             jobs_rescue_requeues_then_fails_dead_workers,
             jobs_retry_failed_requeues_one_or_all,
             jobs_counts_and_filters,
@@ -497,6 +498,47 @@ pub async fn jobs_released_attempt_is_not_counted(q: Queue) {
     assert!(back.lease_owner.is_none());
     let again = q.claim("w2", LEASE).await.unwrap().unwrap();
     assert_eq!((again.id, again.attempts), (job.id, 1));
+}
+
+/// A deferred attempt (the sync was busy) waits `retry_in` without counting, even on the
+/// job's last attempt, and keeps its scrubbed reason as the last error; a deferral due at
+/// once is claimable again; a pending stop request ends it cancelled.
+pub async fn jobs_deferred_attempt_waits_uncounted_and_says_why(q: Queue) {
+    q.enqueue(&EnqueueRequest::sync(key("a")).with_max_attempts(1))
+        .await
+        .unwrap();
+    let job = q.claim("w", LEASE).await.unwrap().unwrap();
+    let later = JobOutcome::Deferred {
+        reason: "busy: another run holds https://u:hunter2@db.example/x".into(),
+        retry_in: Duration::from_secs(3600),
+    };
+    let back = q.finish(job.id, job.fence, &later).await.unwrap();
+    assert_eq!((back.status, back.attempts), (JobStatus::Pending, 0));
+    assert!(back.next_run_at > chrono::Utc::now() + chrono::Duration::minutes(59));
+    let reason = back.last_error.unwrap();
+    assert!(reason.starts_with("busy: another run holds"), "{reason}");
+    assert!(!reason.contains("hunter2"), "{reason}");
+    assert!(back.lease_owner.is_none() && back.finished_at.is_none());
+    assert!(q.claim("w", LEASE).await.unwrap().is_none(), "not due yet");
+
+    q.enqueue(&EnqueueRequest::sync(key("b")).with_max_attempts(1))
+        .await
+        .unwrap();
+    let now = JobOutcome::Deferred {
+        reason: "busy".into(),
+        retry_in: Duration::ZERO,
+    };
+    let first = q.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(first.key, key("b"));
+    q.finish(first.id, first.fence, &now).await.unwrap();
+    let second = q.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!((second.id, second.attempts), (first.id, 1));
+    q.request_stop(&JobScope::all().job(second.id), StopIntent::Cancel)
+        .await
+        .unwrap();
+    let cancelled = q.finish(second.id, second.fence, &now).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(cancelled.finished_at.is_some());
 }
 
 /// An expired lease is rescued: pending again while attempts remain (the old holder is

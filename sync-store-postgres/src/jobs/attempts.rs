@@ -123,6 +123,16 @@ pub(super) fn finish(
                 .value(id("next_run_at"), now())
                 .value(id("finished_at"), finished_when(asked(StopIntent::Cancel)));
         }
+        JobOutcome::Deferred { reason, retry_in } => {
+            stmt.value(id("status"), stopped_or(status(JobStatus::Pending)))
+                .value(id("last_error"), scrub_secrets(reason))
+                .value(
+                    id("attempts"),
+                    Func::greatest([col("attempts").sub(1), Expr::val(0)]),
+                )
+                .value(id("next_run_at"), now_plus(*retry_in))
+                .value(id("finished_at"), finished_when(asked(StopIntent::Cancel)));
+        }
         JobOutcome::Failed { error, retry_in } => {
             stmt.value(id("last_error"), scrub_secrets(error));
             match retry_in {
