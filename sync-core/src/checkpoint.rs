@@ -245,6 +245,11 @@ impl CheckpointCommit {
 /// - `ledger` MUST return rows in commit order; `sync_log` the newest `limit` entries, oldest first.
 /// - `reset` MUST delete the checkpoint (fenced) so the next run starts from `Start`, keeping
 ///   ledger and log.
+/// - `release_fence` MUST free whatever `fence` holds on the sync (a store with run leases:
+///   the lease), so that the next `acquire_fence` need not wait for it; it MUST NOT free or
+///   invalidate what a newer token holds (a stale token's release is a no-op), MUST NOT make
+///   later tokens smaller, and MUST be idempotent. A store without leases keeps the default,
+///   which does nothing. The strategies release their fence when a run ends, failed or not.
 #[async_trait]
 pub trait Checkpoint: Debug + Send + Sync + 'static {
     /// Loads the checkpoint of `sync`.
@@ -261,6 +266,11 @@ pub trait Checkpoint: Debug + Send + Sync + 'static {
     async fn sync_log(&self, sync: &str, limit: usize) -> Result<Vec<SyncLogEntry>>;
     /// Deletes the checkpoint of `sync` (fenced).
     async fn reset(&self, sync: &str, fence: FenceToken) -> Result<()>;
+    /// Frees what `fence` holds on `sync` (a run lease); the default does nothing.
+    async fn release_fence(&self, sync: &str, fence: FenceToken) -> Result<()> {
+        let _ = (sync, fence);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -285,6 +295,9 @@ impl<T: Checkpoint + ?Sized> Checkpoint for Arc<T> {
     }
     async fn reset(&self, sync: &str, fence: FenceToken) -> Result<()> {
         (**self).reset(sync, fence).await
+    }
+    async fn release_fence(&self, sync: &str, fence: FenceToken) -> Result<()> {
+        (**self).release_fence(sync, fence).await
     }
 }
 

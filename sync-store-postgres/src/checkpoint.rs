@@ -335,4 +335,16 @@ impl Checkpoint for PostgresStore {
         })
         .await
     }
+
+    async fn release_fence(&self, sync: &str, fence: FenceToken) -> Result<()> {
+        if self.lease.is_none() {
+            return Ok(());
+        }
+        let schema = self.schema.clone();
+        self.transact(move |tx| {
+            let (schema, sync) = (schema.clone(), sync.to_string());
+            Box::pin(async move { lease::release(tx, &schema, &sync, fence).await })
+        })
+        .await
+    }
 }

@@ -6,8 +6,9 @@
 //! [`ErrorKind::Busy`] error ([`is_lease_held`]). Every fenced call of the holder
 //! (begin, stage, validate, promote, commit, abort) extends the lease, and stage, promote and
 //! commit verify the token first. The run's `run_started` log entry binds its run id to the
-//! lease; its `run_finished` or `run_failed` entry releases it, as does `reset` of a lease no
-//! run is bound to (an offset reset outside a run). All times are the server's clock.
+//! lease; its `run_finished` or `run_failed` entry releases it, as do `release_fence` (which
+//! the strategies call when a run ends) and `reset` of a lease no run is bound to (an offset
+//! reset outside a run). All times are the server's clock.
 //!
 //! A holder is a store instance. It keeps one session, taken out of the pool, holding the
 //! session-level advisory lock `(HOLDER_CLASS, key)` for as long as the store lives. When that
@@ -346,6 +347,20 @@ pub(crate) async fn on_log<C: GenericClient>(
     execute(client, &stmt).await.map(drop)
 }
 
+/// Releases the lease `fence` holds, bound to a run or not; a newer token's lease is left
+/// alone (its `fence` differs), so a stale release changes nothing.
+pub(crate) async fn release<C: GenericClient>(
+    client: &C,
+    schema: &str,
+    sync: &str,
+    fence: FenceToken,
+) -> Result<()> {
+    let mut stmt = release_of(schema, sync, fence);
+    stmt.value(id("run_id"), Expr::cust("NULL"))
+        .and_where(Expr::col(id("lease_until")).is_not_null());
+    execute(client, &stmt).await.map(drop)
+}
+
 /// Releases the lease `fence` took if no run is bound to it: an acquisition for a one-off
 /// call (an offset reset outside a run) ends with that call.
 pub(crate) async fn release_unbound<C: GenericClient>(
@@ -354,15 +369,20 @@ pub(crate) async fn release_unbound<C: GenericClient>(
     sync: &str,
     fence: FenceToken,
 ) -> Result<()> {
-    let stmt = Query::update()
+    let mut stmt = release_of(schema, sync, fence);
+    stmt.and_where(Expr::col(id("run_id")).is_null());
+    execute(client, &stmt).await.map(drop)
+}
+
+/// `UPDATE` of the fence row of `sync` at token `fence` that clears its lease and holder.
+fn release_of(schema: &str, sync: &str, fence: FenceToken) -> sea_query::UpdateStatement {
+    Query::update()
         .table(table(schema, FENCES))
         .value(id("lease_until"), Expr::cust("NULL"))
         .value(id("holder"), Expr::cust("NULL"))
         .and_where(of_sync(sync))
         .and_where(Expr::col(id("fence")).eq(fence.0 as i64))
-        .and_where(Expr::col(id("run_id")).is_null())
-        .to_owned();
-    execute(client, &stmt).await.map(drop)
+        .to_owned()
 }
 
 #[cfg(test)]

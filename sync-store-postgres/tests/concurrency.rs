@@ -594,3 +594,48 @@ async fn two_workers_promoting_overlapping_keys_converge_to_the_newest_versions(
     );
     (*workers[0]).clone().drop_schema().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_fence_frees_the_sync_at_once_and_a_stale_release_frees_nothing() {
+    if url().is_none() {
+        return eprintln!("skipped: SYNC_TEST_POSTGRES_URL is not set");
+    }
+    let schema = schema_name("lease_release");
+    // The default lease (ten minutes): only a release frees the sync within the test.
+    let (a, b) = (worker(&schema, None).await, worker(&schema, None).await);
+    let first = a.acquire_fence("items").await.unwrap();
+    let refused = b.acquire_fence("items").await.unwrap_err();
+    assert!(is_lease_held(&refused), "{refused}");
+    assert_eq!(refused.kind(), ErrorKind::Busy);
+
+    a.release_fence("items", first).await.unwrap();
+    let second = b
+        .acquire_fence("items")
+        .await
+        .expect("a released lease is taken at once");
+    assert!(second > first);
+
+    // The former holder's release, repeated, leaves the new holder's lease and writes alone.
+    a.release_fence("items", first).await.unwrap();
+    assert!(is_lease_held(&a.acquire_fence("items").await.unwrap_err()));
+    let c = commit("items", None, second, Position::Start, Position::Offset(1));
+    assert_eq!(b.commit(&c).await.unwrap(), 1);
+
+    b.release_fence("items", second).await.unwrap();
+    a.acquire_fence("items").await.expect("released again");
+
+    // A run releases its fence when it ends: the other store's run follows at once.
+    let source = keyed_source(20);
+    let report = full()
+        .run(&context("orders", source.clone(), &a))
+        .await
+        .unwrap();
+    assert!(report.complete);
+    let report = full()
+        .run(&context("orders", source.clone(), &b))
+        .await
+        .expect("the first run released its lease when it ended");
+    assert!(report.complete);
+    assert_eq!(b.read_target("items").await.unwrap(), source.rows("items"));
+    (*a).clone().drop_schema().await.unwrap();
+}

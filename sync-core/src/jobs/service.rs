@@ -318,6 +318,8 @@ impl SyncJobs {
             .with_context("job", running[0].id));
         }
         let fence = self.checkpoints.acquire_fence(&sync).await?;
-        self.checkpoints.reset(&sync, fence).await
+        let reset = self.checkpoints.reset(&sync, fence).await;
+        let released = self.checkpoints.release_fence(&sync, fence).await;
+        reset.and(released)
     }
 }

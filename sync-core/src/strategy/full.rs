@@ -15,8 +15,8 @@ use tracing::Instrument;
 
 use super::fill::{fetch_fill, stage_pages, FillChain, FillProgress};
 use super::{
-    log_entry, log_failure, while_fetching, ContinuedPage, Fetched, RunReport, RunState, Strategy,
-    StrategyKind, SyncContext,
+    log_entry, while_fetching, ContinuedPage, Fetched, RunReport, RunState, Strategy, StrategyKind,
+    SyncContext,
 };
 use crate::checkpoint::{CheckpointState, LedgerStatus, LogLevel};
 use crate::error::{Error, ErrorKind, Result};
@@ -404,10 +404,9 @@ impl Strategy for FullStrategy {
         let span = tracing::info_span!("sync_run", sync = %ctx.sync, strategy = "full");
         async {
             let mut st = RunState::start(ctx, StrategyKind::Full).await?;
-            let run_id = st.run_id.clone();
             match self.run_inner(ctx, &mut st).await {
                 Ok(complete) => st.finish(ctx, complete).await,
-                Err(e) => log_failure(ctx, Some(&run_id), Err(e)).await,
+                Err(e) => st.fail(ctx, e).await,
             }
         }
         .instrument(span)

@@ -17,9 +17,7 @@ use futures::future::OptionFuture;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::{
-    log_failure, while_fetching, RunReport, RunState, Strategy, StrategyKind, SyncContext,
-};
+use super::{while_fetching, RunReport, RunState, Strategy, StrategyKind, SyncContext};
 use crate::checkpoint::{CheckpointState, LedgerStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::position::{CheckpointDelta, CursorKey, Position};
@@ -610,10 +608,9 @@ impl Strategy for IncrementalStrategy {
         let span = tracing::info_span!("sync_run", sync = %ctx.sync, strategy = "incremental");
         async {
             let mut st = RunState::start(ctx, StrategyKind::Incremental).await?;
-            let run_id = st.run_id.clone();
             match self.run_inner(ctx, &mut st).await {
                 Ok(complete) => st.finish(ctx, complete).await,
-                Err(e) => log_failure(ctx, Some(&run_id), Err(e)).await,
+                Err(e) => st.fail(ctx, e).await,
             }
         }
         .instrument(span)

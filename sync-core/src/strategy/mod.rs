@@ -211,17 +211,28 @@ impl RunState {
             ));
         }
         let fence = ctx.checkpoints.acquire_fence(&ctx.sync).await?;
-        let stored = ctx.checkpoints.load(&ctx.sync).await?;
         let run_id = crate::stager::new_run_id();
-        ctx.checkpoints
-            .append_log(&log_entry(
-                ctx,
-                &run_id,
-                LogLevel::Info,
-                "run_started",
-                format!("{kind} run started"),
-            ))
-            .await?;
+        let started = async {
+            let stored = ctx.checkpoints.load(&ctx.sync).await?;
+            ctx.checkpoints
+                .append_log(&log_entry(
+                    ctx,
+                    &run_id,
+                    LogLevel::Info,
+                    "run_started",
+                    format!("{kind} run started"),
+                ))
+                .await?;
+            Ok(stored)
+        }
+        .await;
+        let stored = match started {
+            Ok(stored) => stored,
+            Err(e) => {
+                release(ctx, fence).await;
+                return Err(e);
+            }
+        };
         ctx.progress.emit(ProgressEvent::RunStarted {
             sync: ctx.sync.clone(),
             run_id: run_id.clone(),
@@ -444,7 +455,8 @@ impl RunState {
                 (false, false) => "; stopped at a limit, resumes next run",
             }
         );
-        ctx.checkpoints
+        let logged = ctx
+            .checkpoints
             .append_log(&log_entry(
                 ctx,
                 &self.run_id,
@@ -452,9 +464,27 @@ impl RunState {
                 "run_finished",
                 msg,
             ))
-            .await?;
+            .await;
+        release(ctx, self.fence).await;
+        logged?;
         ctx.progress.emit(ProgressEvent::RunFinished { complete });
         Ok(self.report)
+    }
+
+    /// Logs the run's failure (best effort), releases its fence and passes `error` on.
+    pub(crate) async fn fail(self, ctx: &SyncContext, error: Error) -> Result<RunReport> {
+        let result = log_failure(ctx, Some(&self.run_id), Err(error)).await;
+        release(ctx, self.fence).await;
+        result
+    }
+}
+
+/// Releases what `fence` holds on the run's sync, so that the next run need not wait for a
+/// lease to expire. Best effort: the run's outcome is already committed or failed, and an
+/// unreleased lease only delays the next run until its expiry.
+async fn release(ctx: &SyncContext, fence: FenceToken) {
+    if let Err(e) = ctx.checkpoints.release_fence(&ctx.sync, fence).await {
+        tracing::warn!(sync = %ctx.sync, fence = fence.0, error = %e, "could not release the run's fence; its lease expires instead");
     }
 }
 

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::{
-    log_entry, log_failure, while_fetching, ContinuedPage, RunReport, RunState, Strategy,
-    StrategyKind, SyncContext,
+    log_entry, while_fetching, ContinuedPage, RunReport, RunState, Strategy, StrategyKind,
+    SyncContext,
 };
 use crate::checkpoint::{CheckpointState, LedgerStatus, LogLevel};
 use crate::error::{Error, ErrorKind, Result};
@@ -148,7 +148,9 @@ impl OffsetStrategy {
     /// Starts over from offset 0 on the next run (fences out a running sync).
     pub async fn reset(&self, ctx: &SyncContext) -> Result<()> {
         let fence = ctx.checkpoints.acquire_fence(&ctx.sync).await?;
-        ctx.checkpoints.reset(&ctx.sync, fence).await?;
+        let reset = ctx.checkpoints.reset(&ctx.sync, fence).await;
+        let released = ctx.checkpoints.release_fence(&ctx.sync, fence).await;
+        reset.and(released)?;
         ctx.checkpoints
             .append_log(&log_entry(
                 ctx,
@@ -346,10 +348,9 @@ impl Strategy for OffsetStrategy {
         let span = tracing::info_span!("sync_run", sync = %ctx.sync, strategy = "offset");
         async {
             let mut st = RunState::start(ctx, StrategyKind::Offset).await?;
-            let run_id = st.run_id.clone();
             match self.run_inner(ctx, &mut st).await {
                 Ok(complete) => st.finish(ctx, complete).await,
-                Err(e) => log_failure(ctx, Some(&run_id), Err(e)).await,
+                Err(e) => st.fail(ctx, e).await,
             }
         }
         .instrument(span)

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::{log_failure, RunReport, RunState, Strategy, StrategyKind, SyncContext};
+use super::{RunReport, RunState, Strategy, StrategyKind, SyncContext};
 use crate::checkpoint::{CheckpointState, LedgerEntry, LedgerStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::position::{CheckpointDelta, Position, SequenceNo, Window};
@@ -299,7 +299,6 @@ impl SequenceWindowStrategy {
     /// The window must lie within what was already committed.
     pub async fn replay(&self, ctx: &SyncContext, window: Window) -> Result<RunReport> {
         let mut st = RunState::start(ctx, StrategyKind::SequenceWindow).await?;
-        let run_id = st.run_id.clone();
         let result = async {
             let schema = ctx.source.schema(&self.config.stream)?;
             let committed = seq_of(&st.position())?;
@@ -331,7 +330,7 @@ impl SequenceWindowStrategy {
         .await;
         match result {
             Ok(()) => st.finish(ctx, true).await,
-            Err(e) => log_failure(ctx, Some(&run_id), Err(e)).await,
+            Err(e) => st.fail(ctx, e).await,
         }
     }
 }
@@ -346,10 +345,9 @@ impl Strategy for SequenceWindowStrategy {
         let span = tracing::info_span!("sync_run", sync = %ctx.sync, strategy = "sequence_window");
         async {
             let mut st = RunState::start(ctx, StrategyKind::SequenceWindow).await?;
-            let run_id = st.run_id.clone();
             match self.run_inner(ctx, &mut st).await {
                 Ok(complete) => st.finish(ctx, complete).await,
-                Err(e) => log_failure(ctx, Some(&run_id), Err(e)).await,
+                Err(e) => st.fail(ctx, e).await,
             }
         }
         .instrument(span)

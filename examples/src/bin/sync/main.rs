@@ -111,7 +111,9 @@ async fn dispatch(cli: Cli) -> sync_core::Result<u8> {
             let (pipeline, checkpoints) = open(&pipeline, database.as_deref()).await?;
             let sync = known_sync(&pipeline, &stream)?;
             let fence = checkpoints.acquire_fence(&sync).await?;
-            checkpoints.reset(&sync, fence).await?;
+            let reset = checkpoints.reset(&sync, fence).await;
+            let released = checkpoints.release_fence(&sync, fence).await;
+            reset.and(released)?;
             output::reset(json, &sync);
             Ok(OK)
         }

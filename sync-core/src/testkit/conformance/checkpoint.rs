@@ -75,6 +75,37 @@ pub async fn checkpoint_stale_fence_is_rejected(h: StoreHandles) {
     assert!(h.checkpoints.load("s").await.unwrap().is_none());
 }
 
+/// Releasing a fence is idempotent, a stale token's release leaves the newer holder's
+/// commits alone, and no release revives an older token or makes the next one smaller.
+pub async fn checkpoint_release_fence_frees_only_its_own_hold(h: StoreHandles) {
+    let old = h.checkpoints.acquire_fence("s").await.unwrap();
+    h.checkpoints.release_fence("s", old).await.unwrap();
+    let new = h.checkpoints.acquire_fence("s").await.unwrap();
+    assert!(new > old, "fence {new:?} must be greater than {old:?}");
+    h.checkpoints.release_fence("s", old).await.unwrap();
+    let first = commit("s", None, new, Position::Start, Position::Offset(1));
+    assert_eq!(h.checkpoints.commit(&first).await.unwrap(), 1);
+    for _ in 0..2 {
+        h.checkpoints.release_fence("s", new).await.unwrap();
+    }
+    let stale = commit("s", Some(1), old, Position::Offset(1), Position::Offset(2));
+    assert_eq!(
+        h.checkpoints.commit(&stale).await.unwrap_err().kind(),
+        ErrorKind::Fenced
+    );
+    let next = h.checkpoints.acquire_fence("s").await.unwrap();
+    assert!(next > new, "fence {next:?} must be greater than {new:?}");
+    let second = commit("s", Some(1), next, Position::Offset(1), Position::Offset(2));
+    assert_eq!(h.checkpoints.commit(&second).await.unwrap(), 2);
+    // Another sync's release touches nothing of this one.
+    h.checkpoints.release_fence("other", next).await.unwrap();
+    let stored = h.checkpoints.load("s").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.version, stored.state.position),
+        (2, Position::Offset(2))
+    );
+}
+
 /// A delta that goes backwards, or does not continue from the stored position, is rejected.
 pub async fn checkpoint_bad_delta_is_rejected(h: StoreHandles) {
     let f = h.checkpoints.acquire_fence("s").await.unwrap();

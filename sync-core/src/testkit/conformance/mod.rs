@@ -28,6 +28,7 @@ macro_rules! conformance_suite {
             checkpoint_first_commit_round_trips,
             checkpoint_stale_version_conflicts,
             checkpoint_stale_fence_is_rejected,
+            checkpoint_release_fence_frees_only_its_own_hold,
             checkpoint_bad_delta_is_rejected,
             checkpoint_ledger_in_commit_order,
             checkpoint_sync_log_newest_first_limit,
