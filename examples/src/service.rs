@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sync_core::jobs::{SyncJobs, Worker, WorkerConfig};
+use sync_core::jobs::{JobRunner, RunnerByProvider, SyncJobs, Worker, WorkerConfig};
 use sync_core::{Error, Result, RetryPolicy, StopSignal};
 use tokio::task::JoinHandle;
 
@@ -28,6 +28,10 @@ pub struct ServiceOptions {
     pub worker: WorkerConfig,
     /// The retry policy of source calls within a run.
     pub retry: RetryPolicy,
+    /// The runners of providers that are not the catalog's REST streams (a sequence-window
+    /// provider's [`SequenceWindowRunner`](sync_core::jobs::SequenceWindowRunner), say);
+    /// every other job goes to the REST runner.
+    pub runners: RunnerByProvider,
 }
 
 impl fmt::Debug for ServiceOptions {
@@ -38,6 +42,7 @@ impl fmt::Debug for ServiceOptions {
             .field("workers", &self.workers)
             .field("worker", &self.worker)
             .field("retry", &self.retry)
+            .field("runners", &self.runners.providers().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -52,7 +57,14 @@ impl ServiceOptions {
             workers: 2,
             worker: WorkerConfig::new(format!("engine-{}", std::process::id())),
             retry: RetryPolicy::default(),
+            runners: RunnerByProvider::new(),
         }
+    }
+
+    /// Runs the jobs of `provider` with `runner` instead of the REST runner.
+    pub fn with_runner(mut self, provider: impl Into<String>, runner: Arc<dyn JobRunner>) -> Self {
+        self.runners = self.runners.with(provider, runner);
+        self
     }
 }
 
@@ -73,7 +85,7 @@ impl EngineService {
         catalog: Arc<Catalog>,
         options: ServiceOptions,
     ) -> Result<EngineService> {
-        let runner = Arc::new(
+        let rest = Arc::new(
             RestJobRunner::new(
                 catalog.clone(),
                 store.queue.clone(),
@@ -82,6 +94,7 @@ impl EngineService {
             )
             .with_retry(options.retry.clone()),
         );
+        let runner = Arc::new(options.runners.clone().otherwise(rest));
         let jobs = SyncJobs::new(store.queue.clone(), store.checkpoints.clone());
         let state = AdminState::new(jobs, catalog, store.stager.clone(), &options.token)?;
         let mut built = Vec::with_capacity(options.workers);

@@ -1,6 +1,8 @@
 //! Sync jobs: integrations per tenant and provider, a durable queue of jobs with leases and
 //! fencing, the operations users expect of a sync engine (trigger, stop, pause, resume,
-//! status, history, retry, replay, reset) and the worker runtime that runs them.
+//! status, history, retry, replay, reset), the worker runtime that runs them, and runners
+//! for change-queue streams ([`SequenceWindowRunner`]) and for routing by provider
+//! ([`RunnerByProvider`]).
 //!
 //! The queue is a trait ([`JobQueue`]) with a written contract; the stores implement it on
 //! their databases (PostgreSQL with `FOR UPDATE SKIP LOCKED`, SQLite with one writer) and
@@ -31,6 +33,7 @@
 
 mod model;
 mod queue;
+mod runners;
 mod schedule;
 mod scrub;
 mod service;
@@ -42,6 +45,7 @@ pub use model::{
     JobOutcome, JobScope, JobStatus, StopIntent, MAX_NAME_LEN,
 };
 pub use queue::{zero_counts, Heartbeat, JobCounts, JobQueue};
+pub use runners::{RunnerByProvider, SequenceWindowRunner, SequenceWindowStreams};
 pub use schedule::Schedule;
 pub use scrub::{scrub_secrets, MAX_ERROR_LEN};
 pub use service::{StreamStatus, SyncHistory, SyncJobs, SyncStatus, Trigger};
