@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sync_core::jobs::{JobRunner, RunnerByProvider, SyncJobs, Worker, WorkerConfig};
+use sync_core::jobs::{JobRunner, RunnerByProvider, SyncJobs, Worker, WorkerConfig, WorkerMetrics};
 use sync_core::{Error, Result, RetryPolicy, StopSignal};
 use tokio::task::JoinHandle;
 
@@ -76,6 +76,7 @@ pub struct EngineService {
     shutdown: StopSignal,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<Result<()>>>,
+    handles: Vec<Worker>,
 }
 
 impl EngineService {
@@ -114,6 +115,7 @@ impl EngineService {
             .local_addr()
             .map_err(|e| Error::internal(format!("the listener has no address: {e}")))?;
         let shutdown = StopSignal::new();
+        let handles = built.clone();
         let workers = built
             .into_iter()
             .map(|worker| {
@@ -132,7 +134,16 @@ impl EngineService {
             shutdown,
             server,
             workers,
+            handles,
         })
+    }
+
+    /// Each worker's id and what it did so far (export them to the service's metrics).
+    pub fn metrics(&self) -> Vec<(String, WorkerMetrics)> {
+        self.handles
+            .iter()
+            .map(|w| (w.config().id.clone(), w.metrics()))
+            .collect()
     }
 
     /// The address the admin API listens on.

@@ -79,6 +79,13 @@ fn check(report: &WalkthroughReport, lines: &[String]) {
     assert_eq!(end.counts.get("completed"), Some(&5), "{end:?}");
     assert_eq!(end.counts.get("failed"), Some(&0), "{end:?}");
     assert!(report.history_windows > 0);
+    // Every attempt the workers claimed ended one counted way; five jobs completed, the
+    // cancelled one stopped, and the offline venue's attempts failed before it came back.
+    let w = &report.workers;
+    assert_eq!((w.claimed, w.running), (w.ended(), 0), "{w:?}");
+    assert_eq!(w.completed, 5, "{w:?}");
+    assert!(w.retried + w.failed >= 1, "{w:?}");
+    assert_eq!(w.lost, 0, "{w:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -224,6 +224,12 @@ async fn a_worker_that_lost_its_lease_is_fenced_and_the_rescuer_completes_the_jo
     let job = queue.job(done.id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Completed);
     assert_eq!(ids(&store.target_rows("items")), ids(&inner.rows("items")));
+    let (old, new) = (old.metrics(), new.metrics());
+    assert_eq!(
+        (old.claimed, old.lost, old.completed, old.running),
+        (1, 1, 0, 0)
+    );
+    assert_eq!((new.claimed, new.completed, new.rescued), (1, 1, 1));
 }
 
 /// A runner that fails with the errors it is given, then succeeds.
@@ -274,6 +280,8 @@ async fn transient_failures_back_off_and_fail_after_max_attempts() {
     let last = worker.run_one().await.unwrap().unwrap();
     assert_eq!((last.status, last.attempts), (JobStatus::Failed, 3));
     assert_eq!(runner.runs.load(Ordering::SeqCst), 3);
+    let m = worker.metrics();
+    assert_eq!((m.claimed, m.retried, m.failed, m.completed), (3, 2, 1, 0));
     // Retry of the failed job continues; this time the run succeeds.
     assert_eq!(
         jobs.retry_failed(&JobScope::provider("acme"))
@@ -324,6 +332,8 @@ async fn a_busy_sync_defers_the_job_without_counting_attempts() {
     let done = worker.run_one().await.unwrap().unwrap();
     assert_eq!((done.status, done.attempts), (JobStatus::Completed, 1));
     assert_eq!(runner.runs.load(Ordering::SeqCst), 5);
+    let m = worker.metrics();
+    assert_eq!((m.claimed, m.deferred, m.completed, m.failed), (5, 4, 1, 0));
 }
 
 #[tokio::test]
@@ -400,6 +410,8 @@ async fn shutting_a_worker_down_releases_its_job_for_another_worker() {
         .unwrap()[0];
     assert_eq!((job.status, job.attempts), (JobStatus::Pending, 0));
     assert!(job.lease_owner.is_none());
+    let m = worker.metrics();
+    assert_eq!((m.claimed, m.released, m.running), (1, 1, 0));
 }
 
 #[tokio::test]

@@ -51,6 +51,11 @@ async fn main() -> ExitCode {
     let mut say = |line: String| println!("{line}");
     match venue_engine::run(&store, &options, &mut say).await {
         Ok(report) if report.all_match() => {
+            let w = &report.workers;
+            println!(
+                "workers: {} attempts: {} completed, {} stopped, {} retried, {} failed, {} deferred, {} released; {} ms in runs",
+                w.claimed, w.completed, w.stopped, w.retried, w.failed, w.deferred, w.released, w.run_ms
+            );
             println!();
             println!("every venue's table equals its API.");
             if let Some(file) = DatabaseUrl::sqlite_file(&args.database) {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sync_core::jobs::JobStatus;
+use sync_core::jobs::{JobStatus, WorkerMetrics};
 
 /// How the walkthrough runs.
 #[derive(Debug, Clone)]
@@ -74,6 +74,8 @@ pub struct WalkthroughReport {
     pub history_windows: usize,
     /// Every venue at the end.
     pub venues: Vec<VenueOutcome>,
+    /// What the engine's workers did, summed over the pool.
+    pub workers: WorkerMetrics,
 }
 
 impl WalkthroughReport {

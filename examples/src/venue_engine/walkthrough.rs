@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sync_connectors::http::HttpConfig;
-use sync_core::jobs::{Backoff, Job, JobId, JobStatus, WorkerConfig};
+use sync_core::jobs::{Backoff, Job, JobId, JobStatus, WorkerConfig, WorkerMetrics};
 use sync_core::{Error, ErrorKind, Result, RetryPolicy};
 
 use super::report::{QueueSnapshot, VenueOutcome, WalkthroughOptions, WalkthroughReport};
@@ -52,9 +52,11 @@ pub async fn run(
         timeout: options.step_timeout,
     };
     let outcome = walk.steps(&mut venues, store, &catalog, say).await;
+    let workers = service.metrics().into_iter().map(|(_, m)| m).sum();
     let stopped = service.shutdown().await;
-    let report = outcome?;
+    let mut report = outcome?;
     stopped?;
+    report.workers = workers;
     Ok(report)
 }
 
@@ -137,9 +139,11 @@ impl Walk {
             .await
             .map_err(|_| timeout("market-hall's sync reaching its 6th page"))?;
         let market_job = first["market-hall"];
-        let before = self.job("market-hall", market_job).await?.lease_until;
         c.stop(PROVIDER, "market-hall").await?;
-        // Once the lease moves on, a heartbeat after the stop request told the worker.
+        // The lease as it stood after the stop request was recorded: once it moves on, a
+        // heartbeat that came later (and so saw the request) told the worker. Read before
+        // the request, a heartbeat just ahead of it would pass for one that saw it.
+        let before = self.job("market-hall", market_job).await?.lease_until;
         self.wait(
             "market-hall",
             market_job,
@@ -251,6 +255,7 @@ impl Walk {
             incremental_rows,
             history_windows,
             venues: outcomes,
+            workers: WorkerMetrics::default(),
         })
     }
 

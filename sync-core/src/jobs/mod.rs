@@ -31,6 +31,8 @@
 //! # }).unwrap();
 //! ```
 
+mod attempt;
+mod metrics;
 mod model;
 mod queue;
 mod runners;
@@ -40,6 +42,8 @@ mod service;
 mod transition;
 mod worker;
 
+pub use attempt::summary;
+pub use metrics::WorkerMetrics;
 pub use model::{
     check_name, EnqueueRequest, Enqueued, Integration, Job, JobAction, JobFilter, JobId, JobKey,
     JobOutcome, JobScope, JobStatus, StopIntent, MAX_NAME_LEN,
@@ -49,4 +53,4 @@ pub use runners::{RunnerByProvider, SequenceWindowRunner, SequenceWindowStreams}
 pub use schedule::Schedule;
 pub use scrub::{scrub_secrets, MAX_ERROR_LEN};
 pub use service::{StreamStatus, SyncHistory, SyncJobs, SyncStatus, Trigger};
-pub use worker::{summary, Backoff, JobRunner, SweepReport, Worker, WorkerConfig};
+pub use worker::{Backoff, JobRunner, SweepReport, Worker, WorkerConfig};

@@ -4,16 +4,16 @@
 //! is no coordinator.
 
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use futures::future::{select, Either};
+use futures::future::select;
 
-use crate::error::{Error, ErrorKind, Result, RetryClass};
-use crate::jobs::model::{EnqueueRequest, Job, JobOutcome, StopIntent};
+use crate::error::{Error, Result};
+use crate::jobs::metrics::{WorkerCounters, WorkerMetrics};
+use crate::jobs::model::{EnqueueRequest, Job};
 use crate::jobs::queue::JobQueue;
 use crate::stop::StopSignal;
 use crate::strategy::RunReport;
@@ -132,12 +132,17 @@ pub struct SweepReport {
     pub pruned: u64,
 }
 
-/// A worker. Cheap to clone; clones share the queue and the runner.
+/// A worker. Cheap to clone; clones share the queue, the runner and the metrics.
+///
+/// Each attempt runs in a `sync_job` span (fields `worker`, `job`, `key`, `action`,
+/// `attempt`, and `outcome` once known) that the strategy's `sync_run` span nests in;
+/// [`Worker::metrics`] counts what came of the attempts.
 #[derive(Debug, Clone)]
 pub struct Worker {
-    queue: Arc<dyn JobQueue>,
-    runner: Arc<dyn JobRunner>,
-    config: Arc<WorkerConfig>,
+    pub(super) queue: Arc<dyn JobQueue>,
+    pub(super) runner: Arc<dyn JobRunner>,
+    pub(super) config: Arc<WorkerConfig>,
+    pub(super) counters: Arc<WorkerCounters>,
 }
 
 impl Worker {
@@ -152,12 +157,18 @@ impl Worker {
             queue,
             runner,
             config: Arc::new(config),
+            counters: Arc::default(),
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &WorkerConfig {
         &self.config
+    }
+
+    /// What this worker and its clones did so far.
+    pub fn metrics(&self) -> WorkerMetrics {
+        self.counters.snapshot()
     }
 
     /// Claims one due job and runs it to its end; `None` when nothing is due. Returns the
@@ -167,7 +178,8 @@ impl Worker {
     }
 
     async fn run_one_until(&self, shutdown: &StopSignal) -> Result<Option<Job>> {
-        let Some(job) = self.queue.claim(&self.config.id, self.config.lease).await? else {
+        let claimed = self.queue.claim(&self.config.id, self.config.lease).await;
+        let Some(job) = claimed.inspect_err(|_| self.counters.queue_failed())? else {
             return Ok(None);
         };
         self.execute(job, shutdown).await.map(Some)
@@ -185,11 +197,13 @@ impl Worker {
             0
         };
         let pruned = self.queue.prune(self.config.retention).await?;
-        Ok(SweepReport {
+        let report = SweepReport {
             rescued: rescued.len(),
             scheduled,
             pruned,
-        })
+        };
+        self.counters.swept(&report);
+        Ok(report)
     }
 
     async fn enqueue_scheduled(&self) -> Result<usize> {
@@ -231,6 +245,7 @@ impl Worker {
         while !shutdown.is_stopped() {
             if tokio::time::Instant::now() >= next_sweep {
                 if let Err(e) = self.sweep().await {
+                    self.counters.queue_failed();
                     tracing::warn!(worker = %self.config.id, error = %e, "sweep failed");
                 }
                 next_sweep = tokio::time::Instant::now() + self.config.sweep;
@@ -248,7 +263,10 @@ impl Worker {
                         running.spawn(async move { worker.execute(job, &shutdown).await });
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "claim failed"),
+                    Err(e) => {
+                        self.counters.queue_failed();
+                        tracing::warn!(worker = %self.config.id, error = %e, "claim failed");
+                    }
                 }
             }
             if claimed && running.len() < self.config.concurrency {
@@ -278,148 +296,6 @@ impl Worker {
         }
         Ok(())
     }
-
-    /// Runs a claimed job with its heartbeat, then reports the outcome to the queue.
-    async fn execute(&self, job: Job, shutdown: &StopSignal) -> Result<Job> {
-        let stop = StopSignal::new();
-        let lost = AtomicBool::new(false);
-        let intent: Mutex<Option<StopIntent>> = Mutex::new(job.stop_requested);
-        if job.stop_requested.is_some() {
-            stop.stop();
-        }
-        let done = StopSignal::new();
-        let run = async {
-            let result = self.runner.run(&job, stop.clone()).await;
-            done.stop();
-            result
-        };
-        let beat = self.heartbeat_loop(&job, &stop, &done, &lost, &intent, shutdown);
-        let (result, ()) = futures::future::join(run, beat).await;
-        if lost.load(Ordering::SeqCst)
-            || result
-                .as_ref()
-                .is_err_and(|e| e.kind() == ErrorKind::Fenced)
-        {
-            tracing::warn!(job = %job.id, key = %job.key, "the job's lease was lost; another worker continues it");
-            return Ok(job);
-        }
-        let intent = *intent.lock().expect("intent lock");
-        let outcome = match result {
-            Ok(report) if report.stopped && intent.is_none() && shutdown.is_stopped() => {
-                JobOutcome::Released {
-                    summary: summary(&report),
-                }
-            }
-            Ok(report) if report.stopped => JobOutcome::Stopped {
-                summary: summary(&report),
-            },
-            Ok(report) => JobOutcome::Completed {
-                summary: summary(&report),
-            },
-            Err(e) if e.kind() == ErrorKind::Busy => {
-                // Held by another live holder: wait for it, at most the backoff's base and
-                // no longer than the error says the hold lasts.
-                let retry_in = e.retry_after().map_or(self.config.backoff.base, |d| {
-                    d.min(self.config.backoff.base)
-                });
-                tracing::info!(job = %job.id, key = %job.key, error = %e, retry_in_ms = retry_in.as_millis() as u64, "job deferred: its sync is busy");
-                JobOutcome::Deferred {
-                    reason: e.to_string(),
-                    retry_in,
-                }
-            }
-            Err(e) => {
-                let retry_in = (e.retry_class() != RetryClass::Permanent).then(|| {
-                    self.config
-                        .backoff
-                        .delay(job.attempts)
-                        .max(e.retry_after().unwrap_or_default())
-                });
-                tracing::warn!(job = %job.id, key = %job.key, attempt = job.attempts, error = %e, "job attempt failed");
-                JobOutcome::Failed {
-                    error: e.to_string(),
-                    retry_in,
-                }
-            }
-        };
-        match self.queue.finish(job.id, job.fence, &outcome).await {
-            Err(e) if e.kind() == ErrorKind::Fenced => {
-                tracing::warn!(job = %job.id, key = %job.key, "the job's lease was lost before its outcome was reported");
-                Ok(job)
-            }
-            other => other,
-        }
-    }
-
-    /// Extends the lease every `heartbeat` until the run is `done`; raises `stop` when a stop
-    /// is requested, the worker shuts down or the lease is lost.
-    async fn heartbeat_loop(
-        &self,
-        job: &Job,
-        stop: &StopSignal,
-        done: &StopSignal,
-        lost: &AtomicBool,
-        intent: &Mutex<Option<StopIntent>>,
-        shutdown: &StopSignal,
-    ) {
-        let mut last_ok = tokio::time::Instant::now();
-        loop {
-            let tick = tokio::time::sleep(self.config.heartbeat);
-            futures::pin_mut!(tick);
-            let ended = done.stopped();
-            futures::pin_mut!(ended);
-            let down = shutdown.stopped();
-            futures::pin_mut!(down);
-            match select(ended, select(tick, down)).await {
-                Either::Left(_) => return,
-                Either::Right((Either::Right(_), _)) => {
-                    // Shutting down: stop the run, keep heartbeating until it ends.
-                    stop.stop();
-                    shutdown_wait(done, self.config.heartbeat).await;
-                    if done.is_stopped() {
-                        return;
-                    }
-                }
-                Either::Right((Either::Left(_), _)) => {}
-            }
-            match self
-                .queue
-                .heartbeat(job.id, job.fence, self.config.lease)
-                .await
-            {
-                Ok(hb) => {
-                    last_ok = tokio::time::Instant::now();
-                    if let Some(requested) = hb.stop_requested {
-                        *intent.lock().expect("intent lock") = Some(requested);
-                        stop.stop();
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::Fenced => {
-                    lost.store(true, Ordering::SeqCst);
-                    stop.stop();
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(job = %job.id, error = %e, "heartbeat failed");
-                    if last_ok.elapsed() >= self.config.lease {
-                        // The lease has expired by now: another worker may own the job.
-                        lost.store(true, Ordering::SeqCst);
-                        stop.stop();
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Waits until `done` or `limit` passed.
-async fn shutdown_wait(done: &StopSignal, limit: Duration) {
-    let ended = done.stopped();
-    futures::pin_mut!(ended);
-    let timeout = tokio::time::sleep(limit);
-    futures::pin_mut!(timeout);
-    select(ended, timeout).await;
 }
 
 fn log_task_end(done: std::result::Result<Result<Job>, tokio::task::JoinError>) {
@@ -432,19 +308,4 @@ fn log_task_end(done: std::result::Result<Result<Job>, tokio::task::JoinError>) 
             tracing::error!(error = %e, "a job task panicked; its lease will expire and it will be rescued")
         }
     }
-}
-
-/// A run report as the JSON a job keeps.
-pub fn summary(report: &RunReport) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": report.run_id,
-        "pages": report.pages,
-        "rows_read": report.rows_read,
-        "rows_written": report.rows_written,
-        "rows_rejected": report.rows_rejected,
-        "windows": report.windows,
-        "position": report.position,
-        "complete": report.complete,
-        "stopped": report.stopped,
-    })
 }
