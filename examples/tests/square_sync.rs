@@ -368,14 +368,14 @@ async fn bad_database_urls_and_missing_backups_are_typed_errors() {
     let targets = SquareTargets::open(&url, None).await.unwrap();
     let err = targets
         .backup
-        .restore(&["orders".to_owned()], &["square/orders".to_owned()])
+        .restore(&["orders".to_owned()], &["square/orders".to_owned()], &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     targets.backup.snapshot(&[], &[]).await.unwrap();
     let err = targets
         .backup
-        .restore(&["_sync_fences".to_owned()], &[])
+        .restore(&["_sync_fences".to_owned()], &[], &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");

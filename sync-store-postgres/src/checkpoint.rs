@@ -153,7 +153,11 @@ async fn insert_ledger<C: GenericClient>(client: &C, schema: &str, e: &LedgerEnt
     execute(client, &stmt).await.map(drop)
 }
 
-async fn insert_log<C: GenericClient>(client: &C, schema: &str, e: &SyncLogEntry) -> Result<()> {
+pub(crate) async fn insert_log<C: GenericClient>(
+    client: &C,
+    schema: &str,
+    e: &SyncLogEntry,
+) -> Result<()> {
     let stmt = Query::insert()
         .into_table(table(schema, sql::LOG))
         .columns(["sync", "run_id", "at", "level", "event", "message"].map(id))

@@ -8,9 +8,10 @@
 //! statement is built with sea-query.
 
 use sea_query::{Alias, Expr, ExprTrait, Order, Query};
-use sync_core::{Error, ErrorKind, Result};
+use sync_core::{Error, ErrorKind, Result, SyncLogEntry};
 use tokio_postgres::{GenericClient, Transaction};
 
+use crate::checkpoint::insert_log;
 use crate::error::classify;
 use crate::sql::{self, execute, id, table};
 use crate::store::PostgresStore;
@@ -143,21 +144,24 @@ impl PostgresStore {
     /// Restores the target tables `streams` and the checkpoints of `syncs` from the schema
     /// written by [`PostgresStore::snapshot_into`], in one transaction: each target gets
     /// exactly the snapshot's rows (none when the snapshot lacks the table), each checkpoint
-    /// the snapshot's state and version (none when it has none). Fences, the ledger, the
-    /// sync log and the quarantine stay as they are (fences only grow; history stays), so the
-    /// caller logs the rollback itself. Refuses a sync whose staging run is open (`Conflict`).
+    /// the snapshot's state and version (none when it has none), and the entries of `log`
+    /// are appended to the sync log in that same transaction (the rollback's record: it is
+    /// there exactly when the restore is). Fences, the ledger, the rest of the sync log and
+    /// the quarantine stay as they are (fences only grow; history stays). Refuses a sync
+    /// whose staging run is open (`Conflict`).
     pub async fn restore_snapshot(
         &self,
         snapshot: &str,
         streams: &[String],
         syncs: &[String],
+        log: &[SyncLogEntry],
     ) -> Result<()> {
         check_names(self, snapshot, streams)?;
         let (schema, snapshot) = (self.schema_name().to_owned(), snapshot.to_owned());
-        let (streams, syncs) = (streams.to_vec(), syncs.to_vec());
+        let (streams, syncs, log) = (streams.to_vec(), syncs.to_vec(), log.to_vec());
         self.transact(move |tx| {
             let (schema, snapshot) = (schema.clone(), snapshot.clone());
-            let (streams, syncs) = (streams.clone(), syncs.clone());
+            let (streams, syncs, log) = (streams.clone(), syncs.clone(), log.clone());
             Box::pin(async move {
                 if columns(tx, &snapshot, sql::CHECKPOINTS).await?.is_empty() {
                     return Err(Error::config("the snapshot schema holds no snapshot")
@@ -177,7 +181,11 @@ impl PostgresStore {
                 for name in &streams {
                     copy_rows(tx, &snapshot, &schema, name, None).await?;
                 }
-                copy_rows(tx, &snapshot, &schema, sql::CHECKPOINTS, Some(&syncs)).await
+                copy_rows(tx, &snapshot, &schema, sql::CHECKPOINTS, Some(&syncs)).await?;
+                for entry in &log {
+                    insert_log(tx, &schema, entry).await?;
+                }
+                Ok(())
             })
         })
         .await

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use sync_core::stager::{PromoteMode, StagingRun, ValidationRules};
-use sync_core::testkit::{batch, commit, item, keyed_schema};
+use sync_core::testkit::{batch, commit, item, keyed_schema, log_entry};
 use sync_core::{Checkpoint, ErrorKind, Position, Row, Stager, StreamSchema};
 use sync_store_postgres::{PostgresConfig, PostgresStore};
 
@@ -88,11 +88,19 @@ async fn restore_puts_back_targets_and_checkpoints_together() {
     let fence_after = store.acquire_fence("sync/a").await.unwrap();
     assert_ne!(store.read_target("a").await.unwrap(), rows_before);
 
+    let log = [
+        log_entry("sync/a", "rollback"),
+        log_entry("sync/b", "rollback"),
+    ];
     store
-        .restore_snapshot(&snapshot, &streams, &syncs)
+        .restore_snapshot(&snapshot, &streams, &syncs, &log)
         .await
         .unwrap();
     assert_eq!(store.read_target("a").await.unwrap(), rows_before);
+    for (sync, entry) in syncs.iter().zip(&log) {
+        let logged = store.sync_log(sync, usize::MAX).await.unwrap();
+        assert_eq!(logged.last(), Some(entry), "the rollback is logged with it");
+    }
     assert!(store.read_target("b").await.unwrap().is_empty());
     assert_eq!(store.load("sync/a").await.unwrap(), checkpoint_before);
     assert_eq!(store.load("sync/b").await.unwrap(), None);
@@ -116,24 +124,40 @@ async fn bad_restores_are_typed_errors_that_change_nothing() {
     load(&store, "sync/a", &a, items(0..4, 1)).await;
     let (streams, syncs) = (vec!["a".to_owned()], vec!["sync/a".to_owned()]);
 
-    let missing = store.restore_snapshot(&snapshot, &streams, &syncs).await;
+    let log = [log_entry("sync/a", "rollback")];
+    let logged_before = store.sync_log("sync/a", usize::MAX).await.unwrap();
+    let missing = store
+        .restore_snapshot(&snapshot, &streams, &syncs, &log)
+        .await;
     assert_eq!(missing.unwrap_err().kind(), ErrorKind::Config);
     store
         .snapshot_into(&snapshot, &streams, &syncs)
         .await
         .unwrap();
     let reserved = store
-        .restore_snapshot(&snapshot, &["_sync_fences".to_owned()], &syncs)
+        .restore_snapshot(&snapshot, &["_sync_fences".to_owned()], &syncs, &log)
         .await;
     assert_eq!(reserved.unwrap_err().kind(), ErrorKind::Config);
+    assert_eq!(
+        store.sync_log("sync/a", usize::MAX).await.unwrap(),
+        logged_before
+    );
 
     load(&store, "sync/a", &a, items(0..8, 2)).await;
     let rows = store.read_target("a").await.unwrap();
     let _open = begin(&store, "sync/a", &a).await;
-    let open = store.restore_snapshot(&snapshot, &streams, &syncs).await;
+    let logged_before = store.sync_log("sync/a", usize::MAX).await.unwrap();
+    let open = store
+        .restore_snapshot(&snapshot, &streams, &syncs, &log)
+        .await;
     assert_eq!(open.unwrap_err().kind(), ErrorKind::Conflict);
     assert_eq!(store.read_target("a").await.unwrap(), rows);
     assert_eq!(store.load("sync/a").await.unwrap().unwrap().version, 2);
+    assert_eq!(
+        store.sync_log("sync/a", usize::MAX).await.unwrap(),
+        logged_before,
+        "a refused rollback logs nothing"
+    );
     store.drop_snapshot(&snapshot).await.unwrap();
     store.drop_schema().await.unwrap();
 }

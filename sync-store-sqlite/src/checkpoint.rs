@@ -144,7 +144,7 @@ fn insert_ledger(tx: &Transaction<'_>, e: &LedgerEntry) -> Result<()> {
     execute(tx, &stmt).map(drop)
 }
 
-fn insert_log(conn: &Connection, e: &SyncLogEntry) -> Result<()> {
+pub(crate) fn insert_log(conn: &Connection, e: &SyncLogEntry) -> Result<()> {
     let stmt = Query::insert()
         .into_table(id(sql::LOG))
         .columns(["sync", "run_id", "at", "level", "event", "message"].map(id))

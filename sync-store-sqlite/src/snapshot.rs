@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, Transaction};
 use sea_query::{Alias, Expr, ExprTrait, Query, TableRef};
-use sync_core::{Error, ErrorKind, Result};
+use sync_core::{Error, ErrorKind, Result, SyncLogEntry};
 
+use crate::checkpoint::insert_log;
 use crate::error::SqliteResultExt;
 use crate::sql::{self, execute, id};
 use crate::store::SqliteStore;
@@ -136,15 +137,18 @@ impl SqliteStore {
     /// Restores the target tables `streams` and the checkpoints of `syncs` from a file
     /// written by [`SqliteStore::backup_to`], in one transaction: each target gets exactly
     /// the backup's rows (none when the backup predates the table), each checkpoint the
-    /// backup's state and version (none when the backup has none). Fences, the ledger, the
-    /// sync log and the quarantine are left as they are (fences only grow; history stays),
-    /// so the caller logs the rollback itself. Refuses a stream name of the store's own
-    /// tables (`Config`) and a sync whose staging run is open (`Conflict`).
+    /// backup's state and version (none when the backup has none), and the entries of
+    /// `log` are appended to the sync log in that same transaction (the rollback's record:
+    /// it is there exactly when the restore is). Fences, the ledger, the rest of the sync
+    /// log and the quarantine are left as they are (fences only grow; history stays).
+    /// Refuses a stream name of the store's own tables (`Config`) and a sync whose staging
+    /// run is open (`Conflict`).
     pub async fn restore_from(
         &self,
         path: impl Into<PathBuf>,
         streams: &[String],
         syncs: &[String],
+        log: &[SyncLogEntry],
     ) -> Result<()> {
         let path = path.into();
         if !path.is_file() {
@@ -166,14 +170,15 @@ impl SqliteStore {
             Ok(())
         })
         .await?;
-        let (streams, syncs) = (streams.to_vec(), syncs.to_vec());
+        let (streams, syncs, log) = (streams.to_vec(), syncs.to_vec(), log.to_vec());
         let restored = self
             .write(move |tx, _| {
                 refuse_open_runs(tx, &syncs)?;
                 for stream in &streams {
                     restore_target(tx, stream)?;
                 }
-                restore_checkpoints(tx, &syncs)
+                restore_checkpoints(tx, &syncs)?;
+                log.iter().try_for_each(|entry| insert_log(tx, entry))
             })
             .await;
         let detached = self

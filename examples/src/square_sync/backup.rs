@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sync_core::{Checkpoint, Error, Result, Stager};
+use sync_core::{Checkpoint, Error, Result, Stager, SyncLogEntry};
 use sync_store_postgres::{PostgresConfig, PostgresStore};
 use sync_store_sqlite::{SqliteConfig, SqliteStore};
 
@@ -22,15 +22,22 @@ use crate::store::DatabaseUrl;
 /// - `snapshot` MUST capture the rows of `streams` and the checkpoints of `syncs` as of one
 ///   moment, replacing the previous backup.
 /// - `restore` MUST put back exactly those rows and checkpoints (a table or checkpoint the
-///   backup lacks ends up empty or absent) in one transaction: a reader sees the state
-///   before or after, never a mix. It MUST NOT touch fences, the ledger or the sync log.
+///   backup lacks ends up empty or absent) and append the entries of `log` to the sync log,
+///   all in one transaction: a reader sees the state before or after, never a mix, and the
+///   rollback's log entries exist exactly when the rollback does. It MUST NOT touch fences,
+///   the ledger or the rest of the sync log.
 /// - `restore` without a backup MUST fail with `Config` and change nothing.
 #[async_trait]
 pub trait TargetBackup: std::fmt::Debug + Send + Sync + 'static {
     /// Takes the backup.
     async fn snapshot(&self, streams: &[String], syncs: &[String]) -> Result<()>;
-    /// Restores it.
-    async fn restore(&self, streams: &[String], syncs: &[String]) -> Result<()>;
+    /// Restores it, logging `log` in the same transaction.
+    async fn restore(
+        &self,
+        streams: &[String],
+        syncs: &[String],
+        log: &[SyncLogEntry],
+    ) -> Result<()>;
     /// Where the backup lives, for the printout.
     fn location(&self) -> String;
 }
@@ -57,8 +64,15 @@ impl TargetBackup for SqliteBackup {
         self.store.backup_to(&self.path).await
     }
 
-    async fn restore(&self, streams: &[String], syncs: &[String]) -> Result<()> {
-        self.store.restore_from(&self.path, streams, syncs).await
+    async fn restore(
+        &self,
+        streams: &[String],
+        syncs: &[String],
+        log: &[SyncLogEntry],
+    ) -> Result<()> {
+        self.store
+            .restore_from(&self.path, streams, syncs, log)
+            .await
     }
 
     fn location(&self) -> String {
@@ -81,9 +95,14 @@ impl TargetBackup for PostgresBackup {
             .await
     }
 
-    async fn restore(&self, streams: &[String], syncs: &[String]) -> Result<()> {
+    async fn restore(
+        &self,
+        streams: &[String],
+        syncs: &[String],
+        log: &[SyncLogEntry],
+    ) -> Result<()> {
         self.store
-            .restore_snapshot(&self.snapshot, streams, syncs)
+            .restore_snapshot(&self.snapshot, streams, syncs, log)
             .await
     }
 

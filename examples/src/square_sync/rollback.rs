@@ -1,9 +1,10 @@
 //! Seed 001's `rollback_sync`: "restore from backup, reset sync_state, log the rollback
 //! reason", made consistent. Before every sync the targets and their checkpoints are backed
 //! up together ([`take_backup`]); a rollback restores both in one transaction, so every
-//! table's checkpoint again describes exactly the rows it has, then writes a sync-log entry
-//! with the reason for every table. The next incremental sync reads from the restored
-//! checkpoints and brings the targets back to the source.
+//! table's checkpoint again describes exactly the rows it has, and writes a sync-log entry
+//! with the reason for every table in that same transaction (a crash never leaves a
+//! rollback unlogged, nor a logged one undone). The next incremental sync reads from the
+//! restored checkpoints and brings the targets back to the source.
 
 use chrono::{DateTime, Utc};
 use sync_core::{LogLevel, Result, SyncLogEntry};
@@ -44,29 +45,28 @@ pub async fn take_backup(targets: &SquareTargets) -> Result<()> {
     targets.backup.snapshot(&streams, &syncs).await
 }
 
-/// Restores the last backup (targets and checkpoints in one transaction) and logs `reason`
-/// in every table's sync log.
+/// Restores the last backup (targets and checkpoints) and logs `reason` in every table's
+/// sync log, in one transaction.
 pub async fn rollback_last_sync(
     targets: &SquareTargets,
     reason: &str,
     backup_taken_at: Option<DateTime<Utc>>,
 ) -> Result<RollbackReport> {
     let (streams, syncs) = names();
-    targets.backup.restore(&streams, &syncs).await?;
-    let run_id = format!("rollback-{}", Utc::now().timestamp_millis());
-    for sync in &syncs {
-        targets
-            .checkpoints
-            .append_log(&SyncLogEntry {
-                sync: sync.clone(),
-                run_id: run_id.clone(),
-                at: Utc::now(),
-                level: LogLevel::Warn,
-                event: ROLLBACK_EVENT.to_owned(),
-                message: format!("rolled back to the backup taken before the last sync: {reason}"),
-            })
-            .await?;
-    }
+    let at = Utc::now();
+    let run_id = format!("rollback-{}", at.timestamp_millis());
+    let log: Vec<SyncLogEntry> = syncs
+        .iter()
+        .map(|sync| SyncLogEntry {
+            sync: sync.clone(),
+            run_id: run_id.clone(),
+            at,
+            level: LogLevel::Warn,
+            event: ROLLBACK_EVENT.to_owned(),
+            message: format!("rolled back to the backup taken before the last sync: {reason}"),
+        })
+        .collect();
+    targets.backup.restore(&streams, &syncs, &log).await?;
     Ok(RollbackReport {
         reason: reason.to_owned(),
         backup: targets.backup.location(),

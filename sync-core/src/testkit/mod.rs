@@ -21,7 +21,8 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, LedgerStatus,
+    Checkpoint, CheckpointCommit, CheckpointState, FenceToken, LedgerEntry, LedgerStatus, LogLevel,
+    SyncLogEntry,
 };
 use crate::fault::Faults;
 use crate::memory::MemoryStore;
@@ -162,4 +163,17 @@ pub fn ids(rows: &[Row]) -> Vec<String> {
 /// A text key.
 pub fn key(id: &str) -> Key {
     Key::text(id)
+}
+
+/// A warning-level sync-log entry of `sync` with event `event`, at a fixed time of whole
+/// milliseconds (so it round-trips through every store's timestamp column unchanged).
+pub fn log_entry(sync: &str, event: &str) -> SyncLogEntry {
+    SyncLogEntry {
+        sync: sync.to_owned(),
+        run_id: format!("{event}-1"),
+        at: chrono::DateTime::from_timestamp_millis(1_700_000_000_123).expect("a valid time"),
+        level: LogLevel::Warn,
+        event: event.to_owned(),
+        message: format!("{event} of {sync}"),
+    }
 }
