@@ -306,7 +306,7 @@ fn foreign_keys(target: &Read, data: &SquareData) -> Vec<ForeignKeyCheck> {
         })
         .collect();
     let (mut checked, mut broken, mut example) = (0, 0, None);
-    for order in &data.orders {
+    for order in data.orders.iter() {
         let id = order["id"].as_str().unwrap_or_default();
         for line in order["line_items"].as_array().into_iter().flatten() {
             checked += 1;

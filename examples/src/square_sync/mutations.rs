@@ -54,6 +54,8 @@ fn live(o: &&J) -> bool {
 
 /// Applies the changes to `fake` (the `round`-th time: new ids do not collide).
 pub fn apply_mutations(fake: &FakeSquare, round: usize) -> MutationReport {
+    // What the changes need, read from a snapshot that is dropped before the first change:
+    // the fake's lists are copy-on-write, and a live snapshot would make it copy them.
     let data = fake.data();
     let mut report = MutationReport::default();
     let variations: Vec<J> = data
@@ -63,6 +65,10 @@ pub fn apply_mutations(fake: &FakeSquare, round: usize) -> MutationReport {
         .collect();
     let items: Vec<String> = data.catalog_of("ITEM").filter(live).map(id).collect();
     let locations: Vec<String> = data.locations.iter().map(id).collect();
+    let category = data.catalog_of("CATEGORY").filter(live).last().map(id);
+    let first_orders: Vec<String> = data.orders.iter().take(8).map(id).collect();
+    let vendor = data.vendors.first().map(id);
+    drop(data);
     for v in variations.iter().take(5) {
         let price = v["item_variation_data"]["price_money"]["amount"]
             .as_i64()
@@ -78,8 +84,8 @@ pub fn apply_mutations(fake: &FakeSquare, round: usize) -> MutationReport {
     if let Some(item) = items.last() {
         report.objects_deleted += fake.delete_catalog_object(item).len();
     }
-    if let Some(category) = data.catalog_of("CATEGORY").filter(live).last() {
-        report.objects_deleted += fake.delete_catalog_object(&id(category)).len();
+    if let Some(category) = category {
+        report.objects_deleted += fake.delete_catalog_object(&category).len();
     }
     for (i, v) in variations.iter().skip(10).take(12).enumerate() {
         if let Some(location) = locations.get(i % locations.len().max(1)) {
@@ -103,17 +109,17 @@ pub fn apply_mutations(fake: &FakeSquare, round: usize) -> MutationReport {
         report.line_items_added += fake.add_order(&order_id, location, &picked);
         report.orders_added += 1;
     }
-    for (n, order) in data.orders.iter().take(5).enumerate() {
+    for (n, order) in first_orders.iter().take(5).enumerate() {
         if let Some(v) = live_now.get(n * 11 % live_now.len().max(1)) {
-            report.line_items_added += usize::from(fake.add_line_item(&id(order), v, 2));
+            report.line_items_added += usize::from(fake.add_line_item(order, v, 2));
         }
     }
-    for (n, order) in data.orders.iter().skip(5).take(3).enumerate() {
+    for (n, order) in first_orders.iter().skip(5).enumerate() {
         let payment = format!("PAY-R{round}-{:03}", n + 1);
-        report.orders_paid += usize::from(fake.pay_order(&id(order), &payment));
+        report.orders_paid += usize::from(fake.pay_order(order, &payment));
     }
-    if let Some(vendor) = data.vendors.first() {
-        report.vendors_renamed += usize::from(fake.rename_vendor(&id(vendor), "Renamed supply"));
+    if let Some(vendor) = vendor {
+        report.vendors_renamed += usize::from(fake.rename_vendor(&vendor, "Renamed supply"));
     }
     // Time passes: the changes are older than the payments' settle lag.
     fake.advance_clock(Duration::minutes(5));

@@ -118,23 +118,64 @@ pub struct Fault {
     pub times: u32,
 }
 
+/// One list of records the fake serves, shared copy-on-write: cloning it (a
+/// [`SquareState::data`] copy) costs a reference count, and the first change through it
+/// after a clone copies the list once (`Arc::make_mut`), so the examples' integrity checks
+/// of a large data set do not hold the fake's data twice. It reads and changes as a
+/// `Vec<serde_json::Value>`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shared(Arc<Vec<J>>);
+
+impl std::ops::Deref for Shared {
+    type Target = Vec<J>;
+    fn deref(&self) -> &Vec<J> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Shared {
+    fn deref_mut(&mut self) -> &mut Vec<J> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Vec<J>> for Shared {
+    fn from(list: Vec<J>) -> Self {
+        Shared(Arc::new(list))
+    }
+}
+
+impl<'a> IntoIterator for &'a Shared {
+    type Item = &'a J;
+    type IntoIter = std::slice::Iter<'a, J>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl serde::Serialize for Shared {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 /// What the fake holds; tests and examples change it between runs.
 #[derive(Debug)]
 pub struct SquareState {
     /// The fake's clock: the `Date` header, the default `end_at`, the stamp of mutations.
     pub now: DateTime<Utc>,
     /// Catalog objects (every type, tombstones included).
-    pub catalog: Vec<J>,
+    pub catalog: Shared,
     /// Locations.
-    pub locations: Vec<J>,
+    pub locations: Shared,
     /// Inventory counts.
-    pub counts: Vec<J>,
+    pub counts: Shared,
     /// Orders with their child lists.
-    pub orders: Vec<J>,
+    pub orders: Shared,
     /// Payments.
-    pub payments: Vec<J>,
+    pub payments: Shared,
     /// Vendors.
-    pub vendors: Vec<J>,
+    pub vendors: Shared,
     /// The largest page the server returns, whatever the limit asked.
     pub page_clamp: usize,
     /// Every page after the first is preceded by an empty page that has a cursor.
@@ -221,7 +262,7 @@ impl SquareState {
             .map(rfc3339)
     }
 
-    /// A copy of the data the fake serves.
+    /// A copy of the data the fake serves (shared until either side changes).
     pub fn data(&self) -> SquareData {
         SquareData {
             catalog: self.catalog.clone(),
@@ -282,12 +323,12 @@ impl FakeSquare {
     /// A fake holding the connector tests' fixtures, its clock at 2024-05-01T12:30:00Z.
     pub async fn start() -> FakeSquare {
         let data = SquareData {
-            catalog: fixture_list("catalog.json", "objects"),
-            locations: fixture_list("locations.json", "locations"),
-            counts: fixture_list("inventory_counts.json", "counts"),
-            orders: fixture_list("orders.json", "orders"),
-            payments: fixture_list("payments.json", "payments"),
-            vendors: fixture_list("vendors.json", "vendors"),
+            catalog: fixture_list("catalog.json", "objects").into(),
+            locations: fixture_list("locations.json", "locations").into(),
+            counts: fixture_list("inventory_counts.json", "counts").into(),
+            orders: fixture_list("orders.json", "orders").into(),
+            payments: fixture_list("payments.json", "payments").into(),
+            vendors: fixture_list("vendors.json", "vendors").into(),
         };
         let now = parse_time("2024-05-01T12:30:00Z").unwrap_or_default();
         Self::start_with(now, data).await

@@ -5,23 +5,24 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value as J};
 
-use super::rfc3339;
+use super::{rfc3339, Shared};
 
-/// The data a fake serves, one list per endpoint family.
+/// The data a fake serves, one list per endpoint family, each shared copy-on-write
+/// ([`Shared`]).
 #[derive(Debug, Clone, Default)]
 pub struct SquareData {
     /// Catalog objects of every type (tombstones included).
-    pub catalog: Vec<J>,
+    pub catalog: Shared,
     /// Locations.
-    pub locations: Vec<J>,
+    pub locations: Shared,
     /// Inventory counts.
-    pub counts: Vec<J>,
+    pub counts: Shared,
     /// Orders with their child lists.
-    pub orders: Vec<J>,
+    pub orders: Shared,
     /// Payments.
-    pub payments: Vec<J>,
+    pub payments: Shared,
     /// Vendors.
-    pub vendors: Vec<J>,
+    pub vendors: Shared,
 }
 
 impl SquareData {
@@ -119,12 +120,12 @@ impl SquareDataSet {
         catalog.extend(variations);
         let now = g.newest + Duration::minutes(1);
         let data = SquareData {
-            catalog,
-            locations,
-            counts,
-            orders,
-            payments,
-            vendors,
+            catalog: catalog.into(),
+            locations: locations.into(),
+            counts: counts.into(),
+            orders: orders.into(),
+            payments: payments.into(),
+            vendors: vendors.into(),
         };
         (now, data)
     }

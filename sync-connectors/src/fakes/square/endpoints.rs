@@ -1,6 +1,6 @@
 //! The endpoints of the fake: authentication and version checks, injected faults, and one
-//! handler per Square endpoint, each filtering and ordering record positions and cloning
-//! only the page it serves.
+//! handler per Square endpoint, each filtering and ordering record positions and
+//! serializing the page it serves straight from the records (nothing is cloned).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -66,7 +66,7 @@ fn normal(st: &mut SquareState, req: &Request, path: &str) -> ResponseTemplate {
         .collect();
     let result = match (req.method.as_str(), path) {
         ("POST", "/v2/catalog/search") => catalog_search(st, &body),
-        ("GET", "/v2/locations") => Ok(json!({"locations": st.locations})),
+        ("GET", "/v2/locations") => Ok(answer("locations", st.locations.iter().collect(), None)),
         ("POST", "/v2/inventory/counts/batch-retrieve") => inventory(st, &body),
         ("POST", "/v2/orders/search") => orders(st, &body),
         ("GET", "/v2/payments") => payments(st, &query),
@@ -81,7 +81,10 @@ fn normal(st: &mut SquareState, req: &Request, path: &str) -> ResponseTemplate {
         }
     };
     match result {
-        Ok(json) => ResponseTemplate::new(200).set_body_json(json),
+        Ok(page) => match serde_json::to_vec(&page) {
+            Ok(body) => ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+            Err(e) => error_body(500, "API_ERROR", "INTERNAL_SERVER_ERROR", &e.to_string()),
+        },
         Err(r) => r,
     }
 }
@@ -103,9 +106,9 @@ fn limit_of(body: &J, default: usize, max: usize) -> Result<usize, ResponseTempl
     }
 }
 
-/// The records of `list` at the positions `picked[range]`, cloned.
-fn pick(list: &[J], picked: &[usize], range: Range<usize>) -> Vec<J> {
-    picked[range].iter().map(|&i| list[i].clone()).collect()
+/// The records of `list` at the positions `picked[range]`.
+fn pick<'a>(list: &'a [J], picked: &[usize], range: Range<usize>) -> Vec<&'a J> {
+    picked[range].iter().map(|&i| &list[i]).collect()
 }
 
 /// The positions in `list` of the records `keep` accepts, ordered by `key` (stable).
@@ -120,16 +123,49 @@ fn select<K: Ord>(list: &[J], keep: impl Fn(&J) -> bool, key: impl Fn(&J) -> K) 
     keyed.into_iter().map(|(_, i)| i).collect()
 }
 
-/// `{field: items, "cursor": next}` (no cursor on the last page).
-fn answer(field: &str, items: Vec<J>, cursor: Option<String>) -> J {
-    let mut out = json!({ field: items });
-    if let Some(c) = cursor {
-        out["cursor"] = json!(c);
-    }
-    out
+/// An answer's body, `{field: items, "cursor": next, ...extra}`, serialized from the records
+/// it borrows: a page of large orders is never copied as JSON values.
+struct Answer<'a> {
+    field: &'static str,
+    items: Vec<&'a J>,
+    cursor: Option<String>,
+    extra: Vec<(&'static str, J)>,
 }
 
-fn catalog_search(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
+impl Answer<'_> {
+    /// The answer with `key: value` added after the records and the cursor.
+    fn with(mut self, key: &'static str, value: J) -> Self {
+        self.extra.push((key, value));
+        self
+    }
+}
+
+impl serde::Serialize for Answer<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry(self.field, &self.items)?;
+        if let Some(c) = &self.cursor {
+            map.serialize_entry("cursor", c)?;
+        }
+        for (k, v) in &self.extra {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// `{field: items, "cursor": next}` (no cursor on the last page).
+fn answer<'a>(field: &'static str, items: Vec<&'a J>, cursor: Option<String>) -> Answer<'a> {
+    Answer {
+        field,
+        items,
+        cursor,
+        extra: Vec::new(),
+    }
+}
+
+fn catalog_search<'a>(st: &'a mut SquareState, body: &J) -> Result<Answer<'a>, ResponseTemplate> {
     let types: Vec<String> = match body.get("object_types").and_then(J::as_array) {
         Some(t) => t
             .iter()
@@ -164,12 +200,11 @@ fn catalog_search(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate>
     );
     let cursor = body.get("cursor").and_then(J::as_str);
     let (range, next) = st.page(picked.len(), cursor, &fingerprint(body), limit)?;
-    let mut out = answer("objects", pick(&st.catalog, &picked, range), next);
-    out["latest_time"] = json!(st.latest_time());
-    Ok(out)
+    let latest = json!(st.latest_time());
+    Ok(answer("objects", pick(&st.catalog, &picked, range), next).with("latest_time", latest))
 }
 
-fn inventory(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
+fn inventory<'a>(st: &'a mut SquareState, body: &J) -> Result<Answer<'a>, ResponseTemplate> {
     let limit = limit_of(body, 1000, 1000)?;
     let after = request_time(
         body.get("updated_after").and_then(J::as_str),
@@ -193,12 +228,10 @@ fn inventory(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
     );
     let cursor = body.get("cursor").and_then(J::as_str);
     let (range, next) = st.page(picked.len(), cursor, &fingerprint(body), limit)?;
-    let mut out = answer("counts", pick(&st.counts, &picked, range), next);
-    out["errors"] = json!([]);
-    Ok(out)
+    Ok(answer("counts", pick(&st.counts, &picked, range), next).with("errors", json!([])))
 }
 
-fn orders(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
+fn orders<'a>(st: &'a mut SquareState, body: &J) -> Result<Answer<'a>, ResponseTemplate> {
     let limit = limit_of(body, 500, 1000)?;
     let locations: Vec<String> = body
         .get("location_ids")
@@ -250,7 +283,10 @@ fn orders(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
     Ok(answer("orders", pick(&st.orders, &picked, range), next))
 }
 
-fn payments(st: &mut SquareState, q: &HashMap<String, String>) -> Result<J, ResponseTemplate> {
+fn payments<'a>(
+    st: &'a mut SquareState,
+    q: &HashMap<String, String>,
+) -> Result<Answer<'a>, ResponseTemplate> {
     let time = |name: &str| request_time(q.get(name).map(String::as_str), name);
     let location = match q.get("location_id") {
         Some(l) => l.clone(),
@@ -297,7 +333,7 @@ fn payments(st: &mut SquareState, q: &HashMap<String, String>) -> Result<J, Resp
     Ok(answer("payments", pick(&st.payments, &picked, range), next))
 }
 
-fn vendors(st: &mut SquareState, body: &J) -> Result<J, ResponseTemplate> {
+fn vendors<'a>(st: &'a mut SquareState, body: &J) -> Result<Answer<'a>, ResponseTemplate> {
     let picked = select(&st.vendors, |_| true, |v| time_of(v, "created_at"));
     let clamp = st.page_clamp;
     let cursor = body.get("cursor").and_then(J::as_str);
