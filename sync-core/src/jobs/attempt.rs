@@ -29,14 +29,10 @@ impl Worker {
             attempt = job.attempts,
             outcome = tracing::field::Empty,
         );
-        self.counters.started();
-        let started = tokio::time::Instant::now();
-        let result = self
-            .attempt(job, shutdown, &span)
+        let _running = self.counters.started();
+        self.attempt(job, shutdown, &span)
             .instrument(span.clone())
-            .await;
-        self.counters.ended(started.elapsed());
-        result
+            .await
     }
 
     /// Runs a claimed job with its heartbeat, then reports the outcome to the queue.

@@ -3,7 +3,7 @@
 //! without the library choosing a metrics stack.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -89,6 +89,21 @@ impl std::iter::Sum for WorkerMetrics {
     }
 }
 
+/// One running attempt, counted in `running` while it lives.
+pub(crate) struct RunningGuard<'a> {
+    counters: &'a WorkerCounters,
+    since: Instant,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        let c = self.counters;
+        c.running.fetch_sub(1, Ordering::Relaxed);
+        let took = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        add(&c.run_ms, took);
+    }
+}
+
 /// The live counters behind [`WorkerMetrics`].
 #[derive(Debug, Default)]
 pub(crate) struct WorkerCounters {
@@ -135,19 +150,15 @@ impl WorkerCounters {
         }
     }
 
-    /// A job was claimed and starts running.
-    pub(crate) fn started(&self) {
+    /// A job was claimed and starts running; it counts as running until the guard drops
+    /// (the attempt ended, panicked or was cancelled), which adds its time to `run_ms`.
+    pub(crate) fn started(&self) -> RunningGuard<'_> {
         add(&self.claimed, 1);
         add(&self.running, 1);
-    }
-
-    /// A claimed job's run ended after `took`, whatever came of it.
-    pub(crate) fn ended(&self, took: Duration) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
-        add(
-            &self.run_ms,
-            u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-        );
+        RunningGuard {
+            counters: self,
+            since: Instant::now(),
+        }
     }
 
     /// The queue recorded `outcome`, leaving the job as `after`; returns the name of what came
