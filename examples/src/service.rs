@@ -138,6 +138,12 @@ impl EngineService {
         })
     }
 
+    /// The service's workers (clones share their metrics, which stay readable after
+    /// [`EngineService::shutdown`]).
+    pub fn workers(&self) -> Vec<Worker> {
+        self.handles.clone()
+    }
+
     /// Each worker's id and what it did so far (export them to the service's metrics).
     pub fn metrics(&self) -> Vec<(String, WorkerMetrics)> {
         self.handles

@@ -21,6 +21,8 @@ struct Recorder {
     inner: Arc<MemoryStore>,
     acquired: Mutex<Vec<FenceToken>>,
     released: Mutex<Vec<FenceToken>>,
+    /// Refuse the `run_started` log entry (a failure between acquire and start).
+    refuse_start: bool,
 }
 
 impl Recorder {
@@ -49,6 +51,9 @@ impl Checkpoint for Recorder {
         self.inner.ledger(sync).await
     }
     async fn append_log(&self, entry: &SyncLogEntry) -> Result<()> {
+        if self.refuse_start && entry.event == "run_started" {
+            return Err(sync_core::Error::new(ErrorKind::Storage, "the log is full"));
+        }
         self.inner.append_log(entry).await
     }
     async fn sync_log(&self, sync: &str, limit: usize) -> Result<Vec<SyncLogEntry>> {
@@ -66,6 +71,10 @@ impl Checkpoint for Recorder {
 
 /// A source of `n` items, a memory store and its checkpoints behind the recorder.
 fn setup(n: usize) -> (Arc<Recorder>, SyncContext, Faults) {
+    setup_with(n, false)
+}
+
+fn setup_with(n: usize, refuse_start: bool) -> (Arc<Recorder>, SyncContext, Faults) {
     let schema = items_schema("t");
     let faults = Faults::new();
     let source = Arc::new(MemorySource::new((*schema).clone()).with_faults(faults.clone()));
@@ -78,6 +87,7 @@ fn setup(n: usize) -> (Arc<Recorder>, SyncContext, Faults) {
         inner: stager.clone(),
         acquired: Mutex::default(),
         released: Mutex::default(),
+        refuse_start,
     });
     let ctx = SyncContext::new("test/sync", source, stager, checkpoints.clone())
         .with_retry(RetryPolicy::none());
@@ -124,6 +134,18 @@ async fn a_failed_run_releases_its_fence_and_passes_the_error_on() {
     faults.arm(FaultPoint::DuringCommit, FaultAction::Error);
     let err = full().run(&ctx).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InjectedFault);
+    assert_eq!(checkpoints.acquired().len(), 1);
+    assert_eq!(checkpoints.released(), checkpoints.acquired());
+}
+
+#[tokio::test]
+async fn a_run_that_fails_to_start_after_its_fence_releases_it() {
+    let (checkpoints, ctx, _) = setup_with(3, true);
+    let err = full().run(&ctx).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.message()),
+        (ErrorKind::Storage, "the log is full")
+    );
     assert_eq!(checkpoints.acquired().len(), 1);
     assert_eq!(checkpoints.released(), checkpoints.acquired());
 }

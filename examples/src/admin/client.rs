@@ -57,6 +57,12 @@ impl AdminClient {
                 .with_source(e)
         })?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
         let reply: Value = response.json().await.map_err(|e| {
             Error::new(ErrorKind::Remote, "the admin API's reply is not JSON")
                 .with_context("path", path)
@@ -67,18 +73,23 @@ impl AdminClient {
         }
         let code = reply["error"]["code"].as_str().unwrap_or("unknown");
         let message = reply["error"]["message"].as_str().unwrap_or("");
-        let kind = match status.as_u16() {
-            400 | 413 | 422 => ErrorKind::InvalidInput,
-            404 => ErrorKind::NotFound,
-            409 => ErrorKind::Conflict,
-            401 | 403 => ErrorKind::Config,
+        let kind = match (status.as_u16(), code) {
+            (_, "busy") => ErrorKind::Busy,
+            (400 | 413 | 422, _) => ErrorKind::InvalidInput,
+            (404, _) => ErrorKind::NotFound,
+            (409, _) => ErrorKind::Conflict,
+            (401 | 403, _) => ErrorKind::Config,
             _ => ErrorKind::Remote,
         };
-        Err(Error::new(kind, message)
+        let mut err = Error::new(kind, message)
             .with_context("code", code)
             .with_context("method", method)
             .with_context("path", path)
-            .with_context("status", status.as_u16()))
+            .with_context("status", status.as_u16());
+        if let Some(after) = retry_after {
+            err = err.with_retry_after(after);
+        }
+        Err(err)
     }
 
     /// `PUT /{provider}/integrations/{tenant}`: creates or replaces an integration (`body`

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong.
     pub message: String,
+    /// When to try again (a `Retry-After` header, in whole seconds rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -62,7 +65,8 @@ impl From<Error> for ApiError {
             }
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorKind::Conflict | ErrorKind::Fenced => (StatusCode::CONFLICT, "conflict"),
-            ErrorKind::Busy => (StatusCode::CONFLICT, "busy"),
+            // Held by another run or a lock: the same request succeeds later.
+            ErrorKind::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ErrorKind::Config => (StatusCode::CONFLICT, "integration_disabled"),
             ErrorKind::Unsupported => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported"),
             ErrorKind::Storage | ErrorKind::Timeout if e.is_transient() => {
@@ -79,7 +83,11 @@ impl From<Error> for ApiError {
             .strip_prefix(e.kind().as_str())
             .and_then(|rest| rest.strip_prefix(": "))
             .unwrap_or(&text);
-        ApiError::new(status, code, message)
+        let mut api = ApiError::new(status, code, message);
+        if e.kind() == ErrorKind::Busy {
+            api.retry_after = e.retry_after();
+        }
+        api
     }
 }
 
@@ -111,7 +119,15 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({
             "error": { "code": self.code, "message": scrub_secrets(&self.message) }
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs.max(1)),
+            );
+        }
+        response
     }
 }
 
@@ -138,8 +154,8 @@ mod tests {
                 "conflict",
             ),
             (
-                Error::new(ErrorKind::Busy, "another run holds the sync"),
-                StatusCode::CONFLICT,
+                Error::new(ErrorKind::Busy, "database is busy"),
+                StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
             ),
             (
@@ -158,7 +174,12 @@ mod tests {
             let api = ApiError::from(error);
             assert_eq!((api.status, api.code), (status, code), "{kind}");
         }
-        let busy = ApiError::from(Error::new(ErrorKind::Busy, "another run holds the sync"));
+        let held = Error::new(ErrorKind::Busy, "another run holds the sync")
+            .with_retry_after(std::time::Duration::from_millis(2500));
+        let busy = ApiError::from(held);
         assert_eq!(busy.message, "another run holds the sync");
+        let response = busy.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "3");
     }
 }

@@ -52,11 +52,12 @@ pub async fn run(
         timeout: options.step_timeout,
     };
     let outcome = walk.steps(&mut venues, store, &catalog, say).await;
-    let workers = service.metrics().into_iter().map(|(_, m)| m).sum();
+    // Read once the workers have stopped: every attempt has ended by then.
+    let workers = service.workers();
     let stopped = service.shutdown().await;
     let mut report = outcome?;
     stopped?;
-    report.workers = workers;
+    report.workers = workers.iter().map(|w| w.metrics()).sum();
     Ok(report)
 }
 

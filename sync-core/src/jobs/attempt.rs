@@ -9,10 +9,14 @@ use futures::future::{select, Either};
 use tracing::Instrument;
 
 use crate::error::{ErrorKind, Result, RetryClass};
+use crate::jobs::metrics::RunningGuard;
 use crate::jobs::model::{Job, JobAction, JobOutcome, StopIntent};
 use crate::jobs::worker::Worker;
 use crate::stop::StopSignal;
 use crate::strategy::RunReport;
+
+/// The shortest wait of a deferred job.
+const MIN_DEFERRAL: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// Runs a claimed job in its span and counts it.
@@ -29,14 +33,25 @@ impl Worker {
             attempt = job.attempts,
             outcome = tracing::field::Empty,
         );
-        let _running = self.counters.started();
-        self.attempt(job, shutdown, &span)
+        let mut running = self.counters.started();
+        let result = self
+            .attempt(job, shutdown, &span, &mut running)
             .instrument(span.clone())
-            .await
+            .await;
+        if !running.has_ended() {
+            span.record("outcome", "unreported");
+        }
+        result
     }
 
     /// Runs a claimed job with its heartbeat, then reports the outcome to the queue.
-    async fn attempt(&self, job: Job, shutdown: &StopSignal, span: &tracing::Span) -> Result<Job> {
+    async fn attempt(
+        &self,
+        job: Job,
+        shutdown: &StopSignal,
+        span: &tracing::Span,
+        running: &mut RunningGuard<'_>,
+    ) -> Result<Job> {
         let stop = StopSignal::new();
         let lost = AtomicBool::new(false);
         let intent: Mutex<Option<StopIntent>> = Mutex::new(job.stop_requested);
@@ -56,7 +71,7 @@ impl Worker {
                 .as_ref()
                 .is_err_and(|e| e.kind() == ErrorKind::Fenced)
         {
-            self.counters.lost_lease();
+            running.lost();
             span.record("outcome", "lost");
             tracing::warn!(job = %job.id, key = %job.key, "the job's lease was lost; another worker continues it");
             return Ok(job);
@@ -74,12 +89,16 @@ impl Worker {
             Ok(report) => JobOutcome::Completed {
                 summary: summary(&report),
             },
-            Err(e) if e.kind() == ErrorKind::Busy => {
+            Err(e) if e.kind() == ErrorKind::Busy && e.retry_class() != RetryClass::Permanent => {
                 // Held by another live holder: wait for it, at most the backoff's base and
-                // no longer than the error says the hold lasts.
-                let retry_in = e.retry_after().map_or(self.config.backoff.base, |d| {
-                    d.min(self.config.backoff.base)
-                });
+                // no longer than the error says the hold lasts, but never less than a
+                // second (a zero base would claim and defer in a tight loop).
+                let retry_in = e
+                    .retry_after()
+                    .map_or(self.config.backoff.base, |d| {
+                        d.min(self.config.backoff.base)
+                    })
+                    .max(MIN_DEFERRAL);
                 tracing::info!(job = %job.id, key = %job.key, error = %e, retry_in_ms = retry_in.as_millis() as u64, "job deferred: its sync is busy");
                 JobOutcome::Deferred {
                     reason: e.to_string(),
@@ -102,13 +121,13 @@ impl Worker {
         };
         match self.queue.finish(job.id, job.fence, &outcome).await {
             Err(e) if e.kind() == ErrorKind::Fenced => {
-                self.counters.lost_lease();
+                running.lost();
                 span.record("outcome", "lost");
                 tracing::warn!(job = %job.id, key = %job.key, "the job's lease was lost before its outcome was reported");
                 Ok(job)
             }
             Ok(after) => {
-                let ended = self.counters.finished(&outcome, &after);
+                let ended = running.finished(&outcome, &after);
                 span.record("outcome", ended);
                 tracing::info!(job = %job.id, key = %job.key, outcome = ended, status = %after.status, "job attempt ended");
                 Ok(after)

@@ -8,7 +8,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::jobs::model::{Job, JobOutcome, JobStatus};
-use crate::jobs::worker::SweepReport;
 
 /// A snapshot of a worker's counters since it was created. Every counter only grows, except
 /// `running`, the jobs running at the moment of the snapshot.
@@ -30,9 +29,12 @@ pub struct WorkerMetrics {
     pub failed: u64,
     /// Attempts whose lease was lost (another worker continues the job).
     pub lost: u64,
+    /// Attempts whose outcome the queue did not record: reporting it failed, or the attempt
+    /// panicked or was cancelled (its lease expires and a sweep rescues the job).
+    pub unreported: u64,
     /// Heartbeats that failed without losing the lease (the next one may succeed).
     pub heartbeat_errors: u64,
-    /// Claims and sweeps that failed (the queue was unreachable, say).
+    /// Claims, outcome reports and sweep steps that failed (the queue was unreachable, say).
     pub queue_errors: u64,
     /// Jobs of dead workers this worker's sweeps rescued.
     pub rescued: u64,
@@ -47,7 +49,7 @@ pub struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    /// Attempts whose end is counted: `claimed` equals this plus `running`.
+    /// Attempts that ended, each counted once by how: `claimed` equals this plus `running`.
     pub fn ended(&self) -> u64 {
         self.completed
             + self.stopped
@@ -56,6 +58,7 @@ impl WorkerMetrics {
             + self.retried
             + self.failed
             + self.lost
+            + self.unreported
     }
 }
 
@@ -72,6 +75,7 @@ impl std::ops::Add for WorkerMetrics {
             retried: self.retried + o.retried,
             failed: self.failed + o.failed,
             lost: self.lost + o.lost,
+            unreported: self.unreported + o.unreported,
             heartbeat_errors: self.heartbeat_errors + o.heartbeat_errors,
             queue_errors: self.queue_errors + o.queue_errors,
             rescued: self.rescued + o.rescued,
@@ -89,15 +93,60 @@ impl std::iter::Sum for WorkerMetrics {
     }
 }
 
-/// One running attempt, counted in `running` while it lives.
+/// One running attempt, counted in `running` while it lives; how it ended is counted once,
+/// through [`RunningGuard::finished`] or [`RunningGuard::lost`], or as `unreported` when it
+/// drops without either.
 pub(crate) struct RunningGuard<'a> {
     counters: &'a WorkerCounters,
     since: Instant,
+    ended: bool,
+}
+
+impl RunningGuard<'_> {
+    /// The queue recorded `outcome`, leaving the job as `after`; returns the name of how the
+    /// attempt ended (its counter's name: `completed`, `retried`, `stopped`, ...).
+    pub(crate) fn finished(&mut self, outcome: &JobOutcome, after: &Job) -> &'static str {
+        let c = self.counters;
+        let stopped = matches!(after.status, JobStatus::Cancelled | JobStatus::Paused);
+        let (counter, name) = match outcome {
+            JobOutcome::Completed { .. } => (&c.completed, "completed"),
+            // A release or deferral that a stop request turned into cancelled or paused.
+            JobOutcome::Stopped { .. }
+            | JobOutcome::Released { .. }
+            | JobOutcome::Deferred { .. }
+                if stopped =>
+            {
+                (&c.stopped, "stopped")
+            }
+            JobOutcome::Stopped { .. } => (&c.stopped, "stopped"),
+            JobOutcome::Released { .. } => (&c.released, "released"),
+            JobOutcome::Deferred { .. } => (&c.deferred, "deferred"),
+            JobOutcome::Failed { .. } if after.status == JobStatus::Failed => (&c.failed, "failed"),
+            JobOutcome::Failed { .. } => (&c.retried, "retried"),
+        };
+        add(counter, 1);
+        self.ended = true;
+        name
+    }
+
+    /// Whether how the attempt ended was counted.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The attempt's lease was lost: another worker continues the job.
+    pub(crate) fn lost(&mut self) {
+        add(&self.counters.lost, 1);
+        self.ended = true;
+    }
 }
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         let c = self.counters;
+        if !self.ended {
+            add(&c.unreported, 1);
+        }
         c.running.fetch_sub(1, Ordering::Relaxed);
         let took = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
         add(&c.run_ms, took);
@@ -115,6 +164,7 @@ pub(crate) struct WorkerCounters {
     retried: AtomicU64,
     failed: AtomicU64,
     lost: AtomicU64,
+    unreported: AtomicU64,
     heartbeat_errors: AtomicU64,
     queue_errors: AtomicU64,
     rescued: AtomicU64,
@@ -140,6 +190,7 @@ impl WorkerCounters {
             retried: get(&self.retried),
             failed: get(&self.failed),
             lost: get(&self.lost),
+            unreported: get(&self.unreported),
             heartbeat_errors: get(&self.heartbeat_errors),
             queue_errors: get(&self.queue_errors),
             rescued: get(&self.rescued),
@@ -158,28 +209,8 @@ impl WorkerCounters {
         RunningGuard {
             counters: self,
             since: Instant::now(),
+            ended: false,
         }
-    }
-
-    /// The queue recorded `outcome`, leaving the job as `after`; returns the name of what came
-    /// of the attempt (the counter's name: `completed`, `retried`, ...).
-    pub(crate) fn finished(&self, outcome: &JobOutcome, after: &Job) -> &'static str {
-        let (counter, name) = match outcome {
-            JobOutcome::Completed { .. } => (&self.completed, "completed"),
-            JobOutcome::Stopped { .. } => (&self.stopped, "stopped"),
-            JobOutcome::Released { .. } => (&self.released, "released"),
-            JobOutcome::Deferred { .. } => (&self.deferred, "deferred"),
-            JobOutcome::Failed { .. } if after.status == JobStatus::Failed => {
-                (&self.failed, "failed")
-            }
-            JobOutcome::Failed { .. } => (&self.retried, "retried"),
-        };
-        add(counter, 1);
-        name
-    }
-
-    pub(crate) fn lost_lease(&self) {
-        add(&self.lost, 1);
     }
 
     pub(crate) fn heartbeat_failed(&self) {
@@ -190,9 +221,59 @@ impl WorkerCounters {
         add(&self.queue_errors, 1);
     }
 
-    pub(crate) fn swept(&self, report: &SweepReport) {
-        add(&self.rescued, report.rescued as u64);
-        add(&self.scheduled, report.scheduled as u64);
-        add(&self.pruned, report.pruned);
+    pub(crate) fn rescued(&self, n: usize) {
+        add(&self.rescued, n as u64);
+    }
+
+    pub(crate) fn scheduled(&self, n: usize) {
+        add(&self.scheduled, n as u64);
+    }
+
+    pub(crate) fn pruned(&self, n: u64) {
+        add(&self.pruned, n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{EnqueueRequest, JobId, JobKey};
+
+    fn job(status: JobStatus) -> Job {
+        let request = EnqueueRequest::sync(JobKey::new("p", "t", "s").unwrap());
+        let mut job = Job::enqueued(JobId(1), &request, JobStatus::Pending, chrono::Utc::now());
+        job.status = status;
+        job
+    }
+
+    #[test]
+    fn each_attempt_ends_once_and_a_stop_request_counts_as_stopped() {
+        let counters = WorkerCounters::default();
+        let deferred = JobOutcome::Deferred {
+            reason: "busy".into(),
+            retry_in: std::time::Duration::ZERO,
+        };
+        let failed = JobOutcome::Failed {
+            error: "503".into(),
+            retry_in: Some(std::time::Duration::ZERO),
+        };
+        let cases = [
+            (&deferred, JobStatus::Pending, "deferred"),
+            (&deferred, JobStatus::Cancelled, "stopped"),
+            (&failed, JobStatus::Pending, "retried"),
+            (&failed, JobStatus::Failed, "failed"),
+        ];
+        for (outcome, status, name) in cases {
+            let mut running = counters.started();
+            assert_eq!(running.finished(outcome, &job(status)), name);
+        }
+        // Dropped without an outcome: a panic, a cancelled task, a failed report.
+        drop(counters.started());
+        let m = counters.snapshot();
+        assert_eq!(
+            (m.deferred, m.stopped, m.retried, m.failed, m.unreported),
+            (1, 1, 1, 1, 1)
+        );
+        assert_eq!((m.claimed, m.ended(), m.running), (5, 5, 0));
     }
 }

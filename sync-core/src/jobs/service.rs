@@ -319,7 +319,7 @@ impl SyncJobs {
         }
         let fence = self.checkpoints.acquire_fence(&sync).await?;
         let reset = self.checkpoints.reset(&sync, fence).await;
-        let released = self.checkpoints.release_fence(&sync, fence).await;
-        reset.and(released)
+        crate::strategy::release_fence_logged(self.checkpoints.as_ref(), &sync, fence).await;
+        reset
     }
 }

@@ -187,7 +187,15 @@ impl Worker {
 
     /// Rescues expired leases, enqueues due scheduled syncs and prunes old jobs.
     pub async fn sweep(&self) -> Result<SweepReport> {
+        self.sweep_steps()
+            .await
+            .inspect_err(|_| self.counters.queue_failed())
+    }
+
+    /// The sweep's steps, each counted in the metrics as it completes.
+    async fn sweep_steps(&self) -> Result<SweepReport> {
         let rescued = self.queue.rescue_expired().await?;
+        self.counters.rescued(rescued.len());
         for id in &rescued {
             tracing::warn!(job = %id, "rescued a job whose worker stopped heartbeating");
         }
@@ -197,13 +205,12 @@ impl Worker {
             0
         };
         let pruned = self.queue.prune(self.config.retention).await?;
-        let report = SweepReport {
+        self.counters.pruned(pruned);
+        Ok(SweepReport {
             rescued: rescued.len(),
             scheduled,
             pruned,
-        };
-        self.counters.swept(&report);
-        Ok(report)
+        })
     }
 
     async fn enqueue_scheduled(&self) -> Result<usize> {
@@ -230,7 +237,9 @@ impl Worker {
                     .with_priority(integration.priority)
                     .with_max_attempts(integration.max_attempts)
                     .with_idempotency_key(format!("schedule:{key}@{}", slot.timestamp()));
-                created += usize::from(self.queue.enqueue(&request).await?.created);
+                let created_now = usize::from(self.queue.enqueue(&request).await?.created);
+                self.counters.scheduled(created_now);
+                created += created_now;
             }
         }
         Ok(created)
@@ -245,7 +254,6 @@ impl Worker {
         while !shutdown.is_stopped() {
             if tokio::time::Instant::now() >= next_sweep {
                 if let Err(e) = self.sweep().await {
-                    self.counters.queue_failed();
                     tracing::warn!(worker = %self.config.id, error = %e, "sweep failed");
                 }
                 next_sweep = tokio::time::Instant::now() + self.config.sweep;

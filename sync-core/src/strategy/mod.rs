@@ -480,11 +480,21 @@ impl RunState {
 }
 
 /// Releases what `fence` holds on the run's sync, so that the next run need not wait for a
-/// lease to expire. Best effort: the run's outcome is already committed or failed, and an
-/// unreleased lease only delays the next run until its expiry.
+/// lease to expire.
 async fn release(ctx: &SyncContext, fence: FenceToken) {
-    if let Err(e) = ctx.checkpoints.release_fence(&ctx.sync, fence).await {
-        tracing::warn!(sync = %ctx.sync, fence = fence.0, error = %e, "could not release the run's fence; its lease expires instead");
+    release_fence_logged(ctx.checkpoints.as_ref(), &ctx.sync, fence).await;
+}
+
+/// Releases what `fence` holds on `sync`, best effort: what the fence was taken for is
+/// already committed or failed, and an unreleased lease only delays the next holder until
+/// its expiry, so a failure is logged, not returned.
+pub(crate) async fn release_fence_logged(
+    checkpoints: &dyn Checkpoint,
+    sync: &str,
+    fence: FenceToken,
+) {
+    if let Err(e) = checkpoints.release_fence(sync, fence).await {
+        tracing::warn!(sync, fence = fence.0, error = %e, "could not release the fence; its lease expires instead");
     }
 }
 

@@ -149,8 +149,8 @@ impl OffsetStrategy {
     pub async fn reset(&self, ctx: &SyncContext) -> Result<()> {
         let fence = ctx.checkpoints.acquire_fence(&ctx.sync).await?;
         let reset = ctx.checkpoints.reset(&ctx.sync, fence).await;
-        let released = ctx.checkpoints.release_fence(&ctx.sync, fence).await;
-        reset.and(released)?;
+        super::release_fence_logged(ctx.checkpoints.as_ref(), &ctx.sync, fence).await;
+        reset?;
         ctx.checkpoints
             .append_log(&log_entry(
                 ctx,

@@ -298,6 +298,16 @@ impl SequenceWindowStrategy {
     /// moving the checkpoint, writes a `replayed` ledger row and delivers it to the sink.
     /// The window must lie within what was already committed.
     pub async fn replay(&self, ctx: &SyncContext, window: Window) -> Result<RunReport> {
+        let span = tracing::info_span!(
+            "sync_run",
+            sync = %ctx.sync,
+            strategy = "sequence_window",
+            replay = %window
+        );
+        self.replay_inner(ctx, window).instrument(span).await
+    }
+
+    async fn replay_inner(&self, ctx: &SyncContext, window: Window) -> Result<RunReport> {
         let mut st = RunState::start(ctx, StrategyKind::SequenceWindow).await?;
         let result = async {
             let schema = ctx.source.schema(&self.config.stream)?;
