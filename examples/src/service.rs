@@ -75,8 +75,10 @@ pub struct EngineService {
     addr: SocketAddr,
     shutdown: StopSignal,
     server: JoinHandle<std::io::Result<()>>,
-    workers: Vec<JoinHandle<Result<()>>>,
-    handles: Vec<Worker>,
+    /// The workers' loops.
+    tasks: Vec<JoinHandle<Result<()>>>,
+    /// The workers (clones of those the loops run: they share their metrics).
+    workers: Vec<Worker>,
 }
 
 impl EngineService {
@@ -115,8 +117,8 @@ impl EngineService {
             .local_addr()
             .map_err(|e| Error::internal(format!("the listener has no address: {e}")))?;
         let shutdown = StopSignal::new();
-        let handles = built.clone();
-        let workers = built
+        let workers = built.clone();
+        let tasks = built
             .into_iter()
             .map(|worker| {
                 let stop = shutdown.clone();
@@ -133,20 +135,20 @@ impl EngineService {
             addr,
             shutdown,
             server,
+            tasks,
             workers,
-            handles,
         })
     }
 
     /// The service's workers (clones share their metrics, which stay readable after
     /// [`EngineService::shutdown`]).
     pub fn workers(&self) -> Vec<Worker> {
-        self.handles.clone()
+        self.workers.clone()
     }
 
     /// Each worker's id and what it did so far (export them to the service's metrics).
     pub fn metrics(&self) -> Vec<(String, WorkerMetrics)> {
-        self.handles
+        self.workers
             .iter()
             .map(|w| (w.config().id.clone(), w.metrics()))
             .collect()
@@ -177,7 +179,7 @@ impl EngineService {
     pub async fn shutdown(self) -> Result<()> {
         self.shutdown.stop();
         let mut first = None;
-        for worker in self.workers {
+        for worker in self.tasks {
             let outcome = worker
                 .await
                 .map_err(|e| Error::internal(format!("a worker panicked: {e}")))

@@ -301,6 +301,29 @@ impl<T: Checkpoint + ?Sized> Checkpoint for Arc<T> {
     }
 }
 
+/// Takes a new fence on `sync`, deletes its checkpoint with it (fencing out a running sync)
+/// and releases the fence again: the one-off reset outside a run. The release is best effort
+/// ([`release_fence_logged`]): the reset's own result is what counts.
+pub async fn reset_checkpoint(checkpoints: &dyn Checkpoint, sync: &str) -> Result<()> {
+    let fence = checkpoints.acquire_fence(sync).await?;
+    let reset = checkpoints.reset(sync, fence).await;
+    release_fence_logged(checkpoints, sync, fence).await;
+    reset
+}
+
+/// Releases what `fence` holds on `sync`, best effort: what the fence was taken for is
+/// already committed or failed, and an unreleased lease only delays the next holder until
+/// its expiry, so a failure is logged, not returned.
+pub(crate) async fn release_fence_logged(
+    checkpoints: &dyn Checkpoint,
+    sync: &str,
+    fence: FenceToken,
+) {
+    if let Err(e) = checkpoints.release_fence(sync, fence).await {
+        tracing::warn!(sync, fence = fence.0, error = %e, "could not release the fence; its lease expires instead");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

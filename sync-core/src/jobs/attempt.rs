@@ -33,15 +33,10 @@ impl Worker {
             attempt = job.attempts,
             outcome = tracing::field::Empty,
         );
-        let mut running = self.counters.started();
-        let result = self
-            .attempt(job, shutdown, &span, &mut running)
-            .instrument(span.clone())
-            .await;
-        if !running.has_ended() {
-            span.record("outcome", "unreported");
-        }
-        result
+        let mut running = self.counters.started(&span);
+        self.attempt(job, shutdown, &mut running)
+            .instrument(span)
+            .await
     }
 
     /// Runs a claimed job with its heartbeat, then reports the outcome to the queue.
@@ -49,7 +44,6 @@ impl Worker {
         &self,
         job: Job,
         shutdown: &StopSignal,
-        span: &tracing::Span,
         running: &mut RunningGuard<'_>,
     ) -> Result<Job> {
         let stop = StopSignal::new();
@@ -72,7 +66,6 @@ impl Worker {
                 .is_err_and(|e| e.kind() == ErrorKind::Fenced)
         {
             running.lost();
-            span.record("outcome", "lost");
             tracing::warn!(job = %job.id, key = %job.key, "the job's lease was lost; another worker continues it");
             return Ok(job);
         }
@@ -122,13 +115,11 @@ impl Worker {
         match self.queue.finish(job.id, job.fence, &outcome).await {
             Err(e) if e.kind() == ErrorKind::Fenced => {
                 running.lost();
-                span.record("outcome", "lost");
                 tracing::warn!(job = %job.id, key = %job.key, "the job's lease was lost before its outcome was reported");
                 Ok(job)
             }
             Ok(after) => {
                 let ended = running.finished(&outcome, &after);
-                span.record("outcome", ended);
                 tracing::info!(job = %job.id, key = %job.key, outcome = ended, status = %after.status, "job attempt ended");
                 Ok(after)
             }

@@ -9,43 +9,73 @@ use serde::Serialize;
 
 use crate::jobs::model::{Job, JobOutcome, JobStatus};
 
-/// A snapshot of a worker's counters since it was created. Every counter only grows, except
-/// `running`, the jobs running at the moment of the snapshot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct WorkerMetrics {
+/// Declares [`WorkerMetrics`] and the live [`WorkerCounters`] behind it from one list of
+/// counters, with the snapshot and the field-wise sum.
+macro_rules! worker_counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// A snapshot of a worker's counters since it was created. Every counter only grows,
+        /// except `running`, the jobs running at the moment of the snapshot.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+        pub struct WorkerMetrics {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        /// Field-wise sums: the metrics of a pool of workers.
+        impl std::ops::Add for WorkerMetrics {
+            type Output = WorkerMetrics;
+            fn add(self, o: WorkerMetrics) -> WorkerMetrics {
+                WorkerMetrics { $($name: self.$name + o.$name,)* }
+            }
+        }
+
+        /// The live counters behind [`WorkerMetrics`].
+        #[derive(Debug, Default)]
+        pub(crate) struct WorkerCounters {
+            $($name: AtomicU64,)*
+        }
+
+        impl WorkerCounters {
+            pub(crate) fn snapshot(&self) -> WorkerMetrics {
+                WorkerMetrics { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+worker_counters! {
     /// Jobs claimed (each claim is an attempt).
-    pub claimed: u64,
+    claimed,
     /// Attempts that completed their run (complete, or stopped at a page limit).
-    pub completed: u64,
+    completed,
     /// Attempts stopped by a stop or pause request (the job is cancelled or paused).
-    pub stopped: u64,
+    stopped,
     /// Attempts handed back uncounted because the worker shut down.
-    pub released: u64,
+    released,
     /// Attempts deferred uncounted because the sync was busy.
-    pub deferred: u64,
+    deferred,
     /// Failed attempts that left the job pending for a retry after its backoff.
-    pub retried: u64,
+    retried,
     /// Failed attempts that failed the job (a permanent error, or its last attempt).
-    pub failed: u64,
+    failed,
     /// Attempts whose lease was lost (another worker continues the job).
-    pub lost: u64,
+    lost,
     /// Attempts whose outcome the queue did not record: reporting it failed, or the attempt
     /// panicked or was cancelled (its lease expires and a sweep rescues the job).
-    pub unreported: u64,
+    unreported,
     /// Heartbeats that failed without losing the lease (the next one may succeed).
-    pub heartbeat_errors: u64,
+    heartbeat_errors,
     /// Claims, outcome reports and sweep steps that failed (the queue was unreachable, say).
-    pub queue_errors: u64,
+    queue_errors,
     /// Jobs of dead workers this worker's sweeps rescued.
-    pub rescued: u64,
+    rescued,
     /// Scheduled jobs this worker's sweeps enqueued.
-    pub scheduled: u64,
+    scheduled,
     /// Finished jobs this worker's sweeps pruned.
-    pub pruned: u64,
+    pruned,
     /// Jobs running now.
-    pub running: u64,
+    running,
     /// Time spent in runs, in milliseconds, over every finished attempt.
-    pub run_ms: u64,
+    run_ms,
 }
 
 impl WorkerMetrics {
@@ -62,42 +92,18 @@ impl WorkerMetrics {
     }
 }
 
-/// Field-wise sums: the metrics of a pool of workers.
-impl std::ops::Add for WorkerMetrics {
-    type Output = WorkerMetrics;
-    fn add(self, o: WorkerMetrics) -> WorkerMetrics {
-        WorkerMetrics {
-            claimed: self.claimed + o.claimed,
-            completed: self.completed + o.completed,
-            stopped: self.stopped + o.stopped,
-            released: self.released + o.released,
-            deferred: self.deferred + o.deferred,
-            retried: self.retried + o.retried,
-            failed: self.failed + o.failed,
-            lost: self.lost + o.lost,
-            unreported: self.unreported + o.unreported,
-            heartbeat_errors: self.heartbeat_errors + o.heartbeat_errors,
-            queue_errors: self.queue_errors + o.queue_errors,
-            rescued: self.rescued + o.rescued,
-            scheduled: self.scheduled + o.scheduled,
-            pruned: self.pruned + o.pruned,
-            running: self.running + o.running,
-            run_ms: self.run_ms + o.run_ms,
-        }
-    }
-}
-
 impl std::iter::Sum for WorkerMetrics {
     fn sum<I: Iterator<Item = WorkerMetrics>>(iter: I) -> WorkerMetrics {
         iter.fold(WorkerMetrics::default(), |a, b| a + b)
     }
 }
 
-/// One running attempt, counted in `running` while it lives; how it ended is counted once,
-/// through [`RunningGuard::finished`] or [`RunningGuard::lost`], or as `unreported` when it
-/// drops without either.
+/// One running attempt, counted in `running` while it lives. How it ended is counted once,
+/// and recorded as the `outcome` of its span: through [`RunningGuard::finished`] or
+/// [`RunningGuard::lost`], or as `unreported` when it drops without either.
 pub(crate) struct RunningGuard<'a> {
     counters: &'a WorkerCounters,
+    span: tracing::Span,
     since: Instant,
     ended: bool,
 }
@@ -107,36 +113,29 @@ impl RunningGuard<'_> {
     /// attempt ended (its counter's name: `completed`, `retried`, `stopped`, ...).
     pub(crate) fn finished(&mut self, outcome: &JobOutcome, after: &Job) -> &'static str {
         let c = self.counters;
+        // A stop request turns a release or a deferral into cancelled or paused too.
         let stopped = matches!(after.status, JobStatus::Cancelled | JobStatus::Paused);
         let (counter, name) = match outcome {
             JobOutcome::Completed { .. } => (&c.completed, "completed"),
-            // A release or deferral that a stop request turned into cancelled or paused.
-            JobOutcome::Stopped { .. }
-            | JobOutcome::Released { .. }
-            | JobOutcome::Deferred { .. }
-                if stopped =>
-            {
-                (&c.stopped, "stopped")
-            }
             JobOutcome::Stopped { .. } => (&c.stopped, "stopped"),
+            _ if stopped => (&c.stopped, "stopped"),
             JobOutcome::Released { .. } => (&c.released, "released"),
             JobOutcome::Deferred { .. } => (&c.deferred, "deferred"),
             JobOutcome::Failed { .. } if after.status == JobStatus::Failed => (&c.failed, "failed"),
             JobOutcome::Failed { .. } => (&c.retried, "retried"),
         };
-        add(counter, 1);
-        self.ended = true;
+        self.end(counter, name);
         name
-    }
-
-    /// Whether how the attempt ended was counted.
-    pub(crate) fn has_ended(&self) -> bool {
-        self.ended
     }
 
     /// The attempt's lease was lost: another worker continues the job.
     pub(crate) fn lost(&mut self) {
-        add(&self.counters.lost, 1);
+        self.end(&self.counters.lost, "lost");
+    }
+
+    fn end(&mut self, counter: &AtomicU64, name: &'static str) {
+        add(counter, 1);
+        self.span.record("outcome", name);
         self.ended = true;
     }
 }
@@ -145,7 +144,7 @@ impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         let c = self.counters;
         if !self.ended {
-            add(&c.unreported, 1);
+            self.end(&c.unreported, "unreported");
         }
         c.running.fetch_sub(1, Ordering::Relaxed);
         let took = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -153,61 +152,19 @@ impl Drop for RunningGuard<'_> {
     }
 }
 
-/// The live counters behind [`WorkerMetrics`].
-#[derive(Debug, Default)]
-pub(crate) struct WorkerCounters {
-    claimed: AtomicU64,
-    completed: AtomicU64,
-    stopped: AtomicU64,
-    released: AtomicU64,
-    deferred: AtomicU64,
-    retried: AtomicU64,
-    failed: AtomicU64,
-    lost: AtomicU64,
-    unreported: AtomicU64,
-    heartbeat_errors: AtomicU64,
-    queue_errors: AtomicU64,
-    rescued: AtomicU64,
-    scheduled: AtomicU64,
-    pruned: AtomicU64,
-    running: AtomicU64,
-    run_ms: AtomicU64,
-}
-
 fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
 impl WorkerCounters {
-    pub(crate) fn snapshot(&self) -> WorkerMetrics {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        WorkerMetrics {
-            claimed: get(&self.claimed),
-            completed: get(&self.completed),
-            stopped: get(&self.stopped),
-            released: get(&self.released),
-            deferred: get(&self.deferred),
-            retried: get(&self.retried),
-            failed: get(&self.failed),
-            lost: get(&self.lost),
-            unreported: get(&self.unreported),
-            heartbeat_errors: get(&self.heartbeat_errors),
-            queue_errors: get(&self.queue_errors),
-            rescued: get(&self.rescued),
-            scheduled: get(&self.scheduled),
-            pruned: get(&self.pruned),
-            running: get(&self.running),
-            run_ms: get(&self.run_ms),
-        }
-    }
-
-    /// A job was claimed and starts running; it counts as running until the guard drops
-    /// (the attempt ended, panicked or was cancelled), which adds its time to `run_ms`.
-    pub(crate) fn started(&self) -> RunningGuard<'_> {
+    /// A job was claimed and starts running in `span`; it counts as running until the guard
+    /// drops (the attempt ended, panicked or was cancelled), which adds its time to `run_ms`.
+    pub(crate) fn started(&self, span: &tracing::Span) -> RunningGuard<'_> {
         add(&self.claimed, 1);
         add(&self.running, 1);
         RunningGuard {
             counters: self,
+            span: span.clone(),
             since: Instant::now(),
             ended: false,
         }
@@ -264,11 +221,11 @@ mod tests {
             (&failed, JobStatus::Failed, "failed"),
         ];
         for (outcome, status, name) in cases {
-            let mut running = counters.started();
+            let mut running = counters.started(&tracing::Span::none());
             assert_eq!(running.finished(outcome, &job(status)), name);
         }
         // Dropped without an outcome: a panic, a cancelled task, a failed report.
-        drop(counters.started());
+        drop(counters.started(&tracing::Span::none()));
         let m = counters.snapshot();
         assert_eq!(
             (m.deferred, m.stopped, m.retried, m.failed, m.unreported),

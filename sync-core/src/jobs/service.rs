@@ -317,9 +317,6 @@ impl SyncJobs {
             )
             .with_context("job", running[0].id));
         }
-        let fence = self.checkpoints.acquire_fence(&sync).await?;
-        let reset = self.checkpoints.reset(&sync, fence).await;
-        crate::strategy::release_fence_logged(self.checkpoints.as_ref(), &sync, fence).await;
-        reset
+        crate::checkpoint::reset_checkpoint(self.checkpoints.as_ref(), &sync).await
     }
 }

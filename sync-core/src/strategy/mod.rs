@@ -480,22 +480,9 @@ impl RunState {
 }
 
 /// Releases what `fence` holds on the run's sync, so that the next run need not wait for a
-/// lease to expire.
+/// lease to expire (best effort).
 async fn release(ctx: &SyncContext, fence: FenceToken) {
-    release_fence_logged(ctx.checkpoints.as_ref(), &ctx.sync, fence).await;
-}
-
-/// Releases what `fence` holds on `sync`, best effort: what the fence was taken for is
-/// already committed or failed, and an unreleased lease only delays the next holder until
-/// its expiry, so a failure is logged, not returned.
-pub(crate) async fn release_fence_logged(
-    checkpoints: &dyn Checkpoint,
-    sync: &str,
-    fence: FenceToken,
-) {
-    if let Err(e) = checkpoints.release_fence(sync, fence).await {
-        tracing::warn!(sync, fence = fence.0, error = %e, "could not release the fence; its lease expires instead");
-    }
+    crate::checkpoint::release_fence_logged(ctx.checkpoints.as_ref(), &ctx.sync, fence).await;
 }
 
 /// Runs `op` under the retry policy, counting its errors in `errors` against `max_errors`.

@@ -147,10 +147,7 @@ impl OffsetStrategy {
 
     /// Starts over from offset 0 on the next run (fences out a running sync).
     pub async fn reset(&self, ctx: &SyncContext) -> Result<()> {
-        let fence = ctx.checkpoints.acquire_fence(&ctx.sync).await?;
-        let reset = ctx.checkpoints.reset(&ctx.sync, fence).await;
-        super::release_fence_logged(ctx.checkpoints.as_ref(), &ctx.sync, fence).await;
-        reset?;
+        crate::checkpoint::reset_checkpoint(ctx.checkpoints.as_ref(), &ctx.sync).await?;
         ctx.checkpoints
             .append_log(&log_entry(
                 ctx,

@@ -110,13 +110,7 @@ async fn dispatch(cli: Cli) -> sync_core::Result<u8> {
             }
             let (pipeline, checkpoints) = open(&pipeline, database.as_deref()).await?;
             let sync = known_sync(&pipeline, &stream)?;
-            let fence = checkpoints.acquire_fence(&sync).await?;
-            let reset = checkpoints.reset(&sync, fence).await;
-            if let Err(e) = checkpoints.release_fence(&sync, fence).await {
-                // The reset stands; the lease it took expires on its own.
-                tracing::warn!(sync = %sync, error = %e, "could not release the reset's fence");
-            }
-            reset?;
+            sync_core::checkpoint::reset_checkpoint(checkpoints.as_ref(), &sync).await?;
             output::reset(json, &sync);
             Ok(OK)
         }
