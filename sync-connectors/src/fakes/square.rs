@@ -164,18 +164,8 @@ impl serde::Serialize for Shared {
 pub struct SquareState {
     /// The fake's clock: the `Date` header, the default `end_at`, the stamp of mutations.
     pub now: DateTime<Utc>,
-    /// Catalog objects (every type, tombstones included).
-    pub catalog: Shared,
-    /// Locations.
-    pub locations: Shared,
-    /// Inventory counts.
-    pub counts: Shared,
-    /// Orders with their child lists.
-    pub orders: Shared,
-    /// Payments.
-    pub payments: Shared,
-    /// Vendors.
-    pub vendors: Shared,
+    /// The lists served; the state derefs to them (`state.catalog`, `state.orders`, ...).
+    pub data: SquareData,
     /// The largest page the server returns, whatever the limit asked.
     pub page_clamp: usize,
     /// Every page after the first is preceded by an empty page that has a cursor.
@@ -190,12 +180,7 @@ impl SquareState {
     fn new(now: DateTime<Utc>, data: SquareData) -> Self {
         SquareState {
             now,
-            catalog: data.catalog,
-            locations: data.locations,
-            counts: data.counts,
-            orders: data.orders,
-            payments: data.payments,
-            vendors: data.vendors,
+            data,
             page_clamp: 1000,
             empty_pages: false,
             faults: VecDeque::new(),
@@ -264,14 +249,20 @@ impl SquareState {
 
     /// A copy of the data the fake serves (shared until either side changes).
     pub fn data(&self) -> SquareData {
-        SquareData {
-            catalog: self.catalog.clone(),
-            locations: self.locations.clone(),
-            counts: self.counts.clone(),
-            orders: self.orders.clone(),
-            payments: self.payments.clone(),
-            vendors: self.vendors.clone(),
-        }
+        self.data.clone()
+    }
+}
+
+impl std::ops::Deref for SquareState {
+    type Target = SquareData;
+    fn deref(&self) -> &SquareData {
+        &self.data
+    }
+}
+
+impl std::ops::DerefMut for SquareState {
+    fn deref_mut(&mut self) -> &mut SquareData {
+        &mut self.data
     }
 }
 
