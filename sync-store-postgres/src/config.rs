@@ -53,44 +53,137 @@ impl std::fmt::Debug for PostgresConfig {
     }
 }
 
-/// The URL with any password replaced by `***`.
+/// The URL with any password replaced by `***`: the password of a URL's user info and the
+/// value of every `password` parameter, read with the grammar tokio-postgres reads them with
+/// (percent-decoded query keys in a URL; in the key-value form, spaces around `=`, any
+/// whitespace between pairs, quoted values with backslash escapes). What cannot be read as
+/// parameters is not shown.
 pub(crate) fn redact(url: &str) -> String {
-    let masked = match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        redact_url(url)
+    } else {
+        redact_key_values(url)
+    }
+}
+
+fn is_password(key: &str) -> bool {
+    key.eq_ignore_ascii_case("password")
+}
+
+fn redact_url(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    // The last `@` ends the user info (a password may hold `@` or `?` unescaped); one in the
+    // query instead makes more of the URL hidden, never less.
+    let (mut out, rest) = match url[scheme_end..].rfind('@').map(|i| scheme_end + i) {
+        Some(at) => {
+            let userinfo = &url[scheme_end..at];
+            let user = userinfo
+                .find(':')
+                .map_or(userinfo, |colon| &userinfo[..colon]);
+            let masked = if user.len() < userinfo.len() {
+                ":***"
+            } else {
+                ""
+            };
+            (format!("{}{user}{masked}", &url[..scheme_end]), &url[at..])
+        }
+        None => (String::new(), url),
+    };
+    let (head, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    out.push_str(head);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_password(&percent_decoded(key)) => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// `key` with its `%XX` escapes decoded (invalid escapes are kept as they are).
+fn percent_decoded(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
             }
         }
-        _ => url.to_string(),
-    };
-    // `password=...` as a query parameter or in the key-value form (`host=h password=p`).
-    let mut out = String::with_capacity(masked.len());
-    let mut rest = masked.as_str();
-    while let Some(i) = rest.find("password=") {
-        let boundary = i == 0 || matches!(rest.as_bytes()[i - 1], b'?' | b'&' | b' ' | b'\t');
-        let value_start = i + "password=".len();
-        out.push_str(&rest[..value_start]);
-        rest = &rest[value_start..];
-        if boundary {
-            let quoted = rest.starts_with('\'');
-            let end = if quoted {
-                rest[1..].find('\'').map_or(rest.len(), |e| e + 2)
-            } else {
-                rest.find(['&', ' ', '\t']).unwrap_or(rest.len())
-            };
-            out.push_str("***");
-            rest = &rest[end..];
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The key-value form (`host=h password=p`), each pair shown as written but for passwords;
+/// from the first text that is not a `key = value` pair on, `***`.
+fn redact_key_values(text: &str) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return shown.join(" ");
+        }
+        let Some((key, value, after)) = key_value(rest) else {
+            shown.push("***".into());
+            return shown.join(" ");
+        };
+        shown.push(if is_password(key) {
+            format!("{key}=***")
+        } else {
+            format!("{key}={value}")
+        });
+        rest = after;
+    }
+}
+
+/// One `key = value` pair at the start of `text`: the key, the value as written (quotes and
+/// escapes included) and the text after it; `None` when `text` does not start with one.
+pub(crate) fn key_value(text: &str) -> Option<(&str, &str, &str)> {
+    let key_end = text.find(|c: char| c.is_whitespace() || c == '=')?;
+    let key = &text[..key_end];
+    let after_key = text[key_end..].trim_start();
+    let value_text = after_key.strip_prefix('=')?.trim_start();
+    let quoted = value_text.starts_with('\'');
+    let (mut escaped, mut closed) = (false, false);
+    let mut end = value_text.len();
+    for (i, c) in value_text.char_indices().skip(usize::from(quoted)) {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if quoted && c == '\'' {
+            (end, closed) = (i + 1, true);
+            break;
+        } else if !quoted && c.is_whitespace() {
+            end = i;
+            break;
         }
     }
-    out.push_str(rest);
-    out
+    // An unterminated quote is not a pair.
+    if key.is_empty() || (quoted && !closed) {
+        return None;
+    }
+    Some((key, &value_text[..end], &value_text[end..]))
 }
 
 impl PostgresConfig {
@@ -177,12 +270,31 @@ mod tests {
             .is_err());
         for url in [
             "postgres://u@h/db?password=hunter2&sslmode=disable",
+            "postgres://u@h/db?sslmode=disable&pass%77ord=hunter2",
+            "postgres://u:hun?ter2@h/db",
+            "postgres://u:hunter2@h/db?application_name=a@b",
             "host=h user=u password=hunter2 dbname=db",
             "host=h password='hunter 2' dbname=db",
+            "host=h password = hunter2 dbname=db",
+            "host=h user=u\npassword=hunter2",
+            "host=h\tPASSWORD=hunter2",
+            r"host=h password='a\'hunter2' dbname=db",
+            r"host=h password=a\ hunter2 dbname=db",
         ] {
             let shown = format!("{:?}", PostgresConfig::new(url));
-            assert!(!shown.contains("hunter"), "{shown}");
-            assert!(shown.contains("password=***"), "{shown}");
+            assert!(!shown.contains("hunter"), "{url}: {shown}");
+            assert!(shown.contains("***"), "{url}: {shown}");
         }
+        // What cannot be read as pairs is not shown at all.
+        for url in [
+            "host=h password='hunter2",
+            "host=h garbage hunter2",
+            r"host=h dbname='x\' password=hunter2\'",
+        ] {
+            let shown = format!("{:?}", PostgresConfig::new(url));
+            assert!(!shown.contains("hunter"), "{url}: {shown}");
+        }
+        let plain = format!("{:?}", PostgresConfig::new("host=h  user=u dbname='my db'"));
+        assert!(plain.contains("host=h user=u dbname='my db'"), "{plain}");
     }
 }

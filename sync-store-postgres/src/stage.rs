@@ -162,23 +162,32 @@ fn check_storable(stream: &StreamSchema, batch: &RecordBatch) -> Result<()> {
     Ok(())
 }
 
-/// Moves the recorded number of staged rows by `delta` (in the caller's transaction), or sets
-/// it to zero: counting the table each time would cost a scan per batch.
+/// Moves the recorded number of staged rows by `delta` (in the caller's transaction), or, for
+/// `None`, records the staging table as emptied: no row staged and none validated. Counting
+/// the table each time would cost a scan per batch.
+///
+/// Validation starts over with an emptied table because the staging table's row numbers may
+/// start over too: it is UNLOGGED, and so is its sequence (PostgreSQL 15 and newer), which
+/// crash recovery resets to 1 with the table. Rows numbered from 1 again after a crash must not
+/// pass for validated by an older, higher mark.
 pub(crate) async fn adjust_staged_count(
     tx: &Transaction<'_>,
     schema: &str,
     row: &RunRow,
     delta: Option<i64>,
 ) -> Result<()> {
-    let value = match delta {
-        Some(d) => sql::qcol(schema, sql::RUNS, "staged_count").add(d),
-        None => Expr::val(0i64),
+    let mut stmt = Query::update();
+    stmt.table(table(schema, sql::RUNS))
+        .and_where(Expr::col(id("id")).eq(row.rowid));
+    match delta {
+        Some(d) => stmt.value(
+            id("staged_count"),
+            sql::qcol(schema, sql::RUNS, "staged_count").add(d),
+        ),
+        None => stmt
+            .value(id("staged_count"), 0i64)
+            .value(id("validated_seq"), 0i64),
     };
-    let stmt = Query::update()
-        .table(table(schema, sql::RUNS))
-        .value(id("staged_count"), value)
-        .and_where(Expr::col(id("id")).eq(row.rowid))
-        .to_owned();
     execute(tx, &stmt).await.map(drop)
 }
 
@@ -208,11 +217,16 @@ pub(crate) async fn begin(
         }
         let held = count(tx, schema, &existing.table(), false).await?;
         if held as i64 == existing.staged_count {
-            let adopt = Query::update()
+            let mut adopt = Query::update();
+            adopt
                 .table(table(schema, sql::RUNS))
                 .value(id("fence"), fence.0 as i64)
-                .and_where(Expr::col(id("id")).eq(existing.rowid))
-                .to_owned();
+                .and_where(Expr::col(id("id")).eq(existing.rowid));
+            if held == 0 {
+                // An empty staging table may number its rows from 1 again (see
+                // `adjust_staged_count`); runs recorded before that reset are caught up here.
+                adopt.value(id("validated_seq"), 0i64);
+            }
             execute(tx, &adopt).await?;
             existing.run.fence = fence;
             existing.run.staged_rows = held;

@@ -15,6 +15,8 @@ use rustls::{
 };
 use sync_core::{Error, Result};
 
+use crate::config::key_value;
+
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -38,22 +40,33 @@ pub(crate) struct TlsSettings {
     pub(crate) root_cert: Option<String>,
 }
 
-/// Splits `sslmode` and `sslrootcert` out of a URL's query (default `prefer`, as libpq).
+fn mode_of(value: &str) -> Result<SslMode> {
+    Ok(match value {
+        "disable" => SslMode::Disable,
+        "allow" | "prefer" => SslMode::Prefer,
+        "require" => SslMode::Require,
+        "verify-ca" => SslMode::VerifyCa,
+        "verify-full" => SslMode::VerifyFull,
+        other => return Err(Error::config(format!("unknown sslmode {other:?}"))),
+    })
+}
+
+/// Splits `sslmode` and `sslrootcert` out of a URL's query or out of the key-value form
+/// (`host=h sslmode=require`); the mode defaults to `prefer`, as libpq's does.
 pub(crate) fn parse(url: &str) -> Result<TlsSettings> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        parse_url(url)
+    } else {
+        parse_key_values(url)
+    }
+}
+
+fn parse_url(url: &str) -> Result<TlsSettings> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let (mut mode, mut root_cert, mut rest) = (SslMode::Prefer, None, Vec::new());
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some(("sslmode", v)) => {
-                mode = match v {
-                    "disable" => SslMode::Disable,
-                    "allow" | "prefer" => SslMode::Prefer,
-                    "require" => SslMode::Require,
-                    "verify-ca" => SslMode::VerifyCa,
-                    "verify-full" => SslMode::VerifyFull,
-                    other => return Err(Error::config(format!("unknown sslmode {other:?}"))),
-                }
-            }
+            Some(("sslmode", v)) => mode = mode_of(v)?,
             Some(("sslrootcert", v)) => root_cert = Some(v.to_string()),
             _ => rest.push(pair),
         }
@@ -68,6 +81,50 @@ pub(crate) fn parse(url: &str) -> Result<TlsSettings> {
         mode,
         root_cert,
     })
+}
+
+fn parse_key_values(text: &str) -> Result<TlsSettings> {
+    let (mut mode, mut root_cert, mut rest) = (SslMode::Prefer, None, Vec::new());
+    let mut text = text;
+    loop {
+        text = text.trim_start();
+        if text.is_empty() {
+            break;
+        }
+        let Some((key, value, after)) = key_value(text) else {
+            // Not a pair: left for tokio-postgres to report.
+            rest.push(text);
+            break;
+        };
+        match key {
+            "sslmode" => mode = mode_of(&unquoted(value))?,
+            "sslrootcert" => root_cert = Some(unquoted(value)),
+            _ => rest.push(&text[..text.len() - after.len()]),
+        }
+        text = after;
+    }
+    Ok(TlsSettings {
+        url: rest.join(" "),
+        mode,
+        root_cert,
+    })
+}
+
+/// A key-value value as tokio-postgres reads it: quotes removed, backslash escapes applied.
+fn unquoted(value: &str) -> String {
+    let inner = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or(value);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -250,6 +307,38 @@ mod tests {
             "postgres://h/db"
         );
         assert!(parse("postgres://h/db?sslmode=sometimes").is_err());
+    }
+
+    #[test]
+    fn sslmode_and_rootcert_are_split_out_of_the_key_value_form() {
+        let s =
+            parse("host=h sslmode = 'verify-full'\tuser='a b' sslrootcert=/ca\\ 1.pem").unwrap();
+        assert_eq!(s.url, "host=h user='a b'");
+        assert_eq!(
+            (s.mode, s.root_cert.as_deref()),
+            (SslMode::VerifyFull, Some("/ca 1.pem"))
+        );
+        assert_eq!(
+            parse("host=h sslmode=require").unwrap().mode,
+            SslMode::Require
+        );
+        assert_eq!(parse("host=h dbname=d").unwrap().mode, SslMode::Prefer);
+        assert!(parse("host=h sslmode=sometimes").is_err());
+        for (text, mode) in [
+            ("host=h sslmode=require", SslMode::Require),
+            ("host=h sslmode=verify-full", SslMode::VerifyFull),
+            ("host=h sslmode=disable", SslMode::Disable),
+        ] {
+            let config = crate::PostgresConfig::new(text);
+            assert_eq!(config.ssl_mode().unwrap(), mode, "{text}");
+            let (pg, tls) = config.validate().unwrap();
+            assert_eq!(tls.is_some(), mode != SslMode::Disable, "{text}");
+            let expected = match mode {
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                _ => tokio_postgres::config::SslMode::Require,
+            };
+            assert_eq!(pg.get_ssl_mode(), expected, "{text}");
+        }
     }
 
     #[test]
