@@ -17,6 +17,30 @@ fn strategy(page_size: u32) -> IncrementalStrategy {
     .unwrap()
 }
 
+/// An unordered source, an in-memory store and a context that stops every run after two
+/// pages.
+fn unordered_two_pages_a_run() -> (
+    std::sync::Arc<sync_core::memory::MemorySource>,
+    std::sync::Arc<sync_core::memory::MemoryStore>,
+    sync_core::SyncContext,
+) {
+    let schema = items_schema("t");
+    let base = sync_core::memory::MemorySource::new((*schema).clone());
+    let caps = sync_core::SourceCapabilities {
+        ordering: sync_core::SourceOrdering::Unordered,
+        ..sync_core::Source::capabilities(&base)
+    };
+    let source = std::sync::Arc::new(base.with_capabilities(caps));
+    let store = std::sync::Arc::new(sync_core::memory::MemoryStore::new());
+    let ctx =
+        sync_core::SyncContext::new("test/sync", source.clone(), store.clone(), store.clone())
+            .with_limits(sync_core::RunLimits {
+                max_pages: Some(2),
+                max_errors: None,
+            });
+    (source, store, ctx)
+}
+
 #[tokio::test]
 async fn ties_at_the_cursor_across_page_boundaries_are_neither_lost_nor_duplicated() {
     let schema = items_schema("t");
@@ -267,20 +291,7 @@ async fn a_record_moving_to_the_end_between_pages_is_not_skipped() {
 
 #[tokio::test]
 async fn an_unordered_window_stopped_by_a_page_limit_resumes_its_fill() {
-    let schema = items_schema("t");
-    let base = sync_core::memory::MemorySource::new((*schema).clone());
-    let caps = sync_core::SourceCapabilities {
-        ordering: sync_core::SourceOrdering::Unordered,
-        ..sync_core::Source::capabilities(&base)
-    };
-    let source = std::sync::Arc::new(base.with_capabilities(caps));
-    let store = std::sync::Arc::new(sync_core::memory::MemoryStore::new());
-    let ctx =
-        sync_core::SyncContext::new("test/sync", source.clone(), store.clone(), store.clone())
-            .with_limits(sync_core::RunLimits {
-                max_pages: Some(2),
-                max_errors: None,
-            });
+    let (source, store, ctx) = unordered_two_pages_a_run();
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
         put(&source, id, 1, Some(i as i64 + 1));
     }
@@ -388,4 +399,37 @@ async fn pages_per_window_promotes_every_n_pages_and_on_a_stop() {
         ..IncrementalConfig::new("t")
     });
     assert_eq!(zero.unwrap_err().kind(), ErrorKind::Config);
+}
+
+#[tokio::test]
+async fn an_unordered_run_begun_again_keeps_the_bounds_its_fill_reads_with() {
+    let (source, store, ctx) = unordered_two_pages_a_run();
+    for id in ["p1", "p2", "p3", "p4"] {
+        put(&source, id, 1, Some(1));
+    }
+    hwm(&source, "t", 1);
+    assert!(
+        !strategy(1).run(&ctx).await.unwrap().complete,
+        "p1 and p2 staged"
+    );
+    // The second run finishes that window, then begins the next one, pinned at 5, and stops
+    // at the page limit before staging anything.
+    hwm(&source, "t", 5);
+    assert!(!strategy(1).run(&ctx).await.unwrap().complete);
+    // The third finds that run with nothing staged and begins it again: its fill reads up to
+    // the source's new mark, 10, and stops after two pages.
+    for (id, cursor) in [("0x", 8), ("0y", 8), ("m", 3), ("n", 3)] {
+        put(&source, id, 1, Some(cursor));
+    }
+    hwm(&source, "t", 10);
+    assert!(!strategy(1).run(&ctx).await.unwrap().complete);
+    // Resumed with the bound it was read with, the fill's next page is where it left off.
+    let mut runs = 0;
+    while !strategy(1).run(&ctx).await.unwrap().complete {
+        runs += 1;
+        assert!(runs < 20, "page-limited runs must finish");
+    }
+    let mut expected = ids(&source.rows("t"));
+    expected.sort();
+    assert_eq!(ids(&store.target_rows("t")), expected, "no record lost");
 }

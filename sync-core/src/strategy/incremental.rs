@@ -17,7 +17,9 @@ use futures::future::OptionFuture;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::{while_fetching, RunReport, RunState, Strategy, StrategyKind, SyncContext};
+use super::{
+    tagged_params, while_fetching, RunReport, RunState, Strategy, StrategyKind, SyncContext,
+};
 use crate::checkpoint::{CheckpointState, LedgerStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::position::{CheckpointDelta, CursorKey, Position};
@@ -208,7 +210,12 @@ impl IncrementalStrategy {
                         .await?;
                     pos = run.progress.clone();
                 }
-                _ => run = st.restart_run(ctx, &run, run.params.clone()).await?,
+                // Begun again now, so with this run's bounds and page size: a fill that
+                // another interruption stops resumes with the ones it was read with.
+                _ => {
+                    let params = tagged_params(StrategyKind::Incremental, params_of(&fresh));
+                    run = st.restart_run(ctx, &run, params).await?;
+                }
             }
         }
         if ordered {

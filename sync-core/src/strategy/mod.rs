@@ -187,6 +187,12 @@ pub trait Strategy: fmt::Debug + Send + Sync + 'static {
     async fn run(&self, ctx: &SyncContext) -> Result<RunReport>;
 }
 
+/// A staging run's parameters as the strategies store them: the strategy's kind beside its
+/// own parameters, so a run begun by another strategy is told apart.
+pub(crate) fn tagged_params(kind: StrategyKind, params: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "strategy": kind, "params": params })
+}
+
 /// Per-run bookkeeping shared by the strategies.
 #[derive(Debug)]
 pub(crate) struct RunState {
@@ -263,7 +269,7 @@ impl RunState {
         kind: StrategyKind,
         params: serde_json::Value,
     ) -> Result<StagingRun> {
-        let tagged = serde_json::json!({ "strategy": kind, "params": params });
+        let tagged = tagged_params(kind, params);
         let run = ctx
             .stager
             .begin(&ctx.sync, schema.clone(), self.fence, tagged.clone())
@@ -283,7 +289,8 @@ impl RunState {
     }
 
     /// Discards `run` (staged rows and progress) and begins a fresh one with `params` as
-    /// tagged by [`RunState::open_run`].
+    /// tagged by [`RunState::open_run`] (`run.params` to keep what the run pinned, or
+    /// [`tagged_params`] of this run's own).
     pub(crate) async fn restart_run(
         &self,
         ctx: &SyncContext,
