@@ -33,7 +33,8 @@ pub struct QueueEntry {
 pub trait ChangeQueue: Debug + Send + Sync + 'static {
     /// Appends entities; returns their sequence numbers.
     async fn append(&self, queue: &str, entities: &[Key]) -> Result<Vec<SequenceNo>>;
-    /// Reads the entries of a window.
+    /// Reads the entries of a window: those with `window.low < seq <= window.high`, none when
+    /// `low >= high`.
     async fn read_window(&self, queue: &str, window: Window) -> Result<Vec<QueueEntry>>;
     /// The highest sequence number below which nothing new can appear.
     async fn safe_high_water_mark(&self, queue: &str) -> Result<SequenceNo>;

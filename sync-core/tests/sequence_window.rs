@@ -155,6 +155,15 @@ async fn a_past_window_can_be_replayed_without_moving_the_checkpoint() {
         .await
         .unwrap_err();
     assert_eq!(beyond.kind(), sync_core::ErrorKind::InvalidInput);
+    // A window built from its public fields with its bounds the wrong way round is refused
+    // by the replay; a store reads nothing in it (the reference store panicked).
+    let backwards = Window {
+        low: SequenceNo(1),
+        high: SequenceNo(0),
+    };
+    let err = strategy().replay(&ctx, backwards).await.unwrap_err();
+    assert_eq!(err.kind(), sync_core::ErrorKind::CheckpointDelta);
+    assert_eq!(store.read_window("q", backwards).await.unwrap(), Vec::new());
 }
 
 #[test]

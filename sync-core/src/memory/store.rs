@@ -539,7 +539,7 @@ impl ChangeQueue for MemoryStore {
 
     async fn read_window(&self, queue: &str, window: Window) -> Result<Vec<QueueEntry>> {
         let s = self.lock();
-        let Some(q) = s.queues.get(queue) else {
+        let Some(q) = s.queues.get(queue).filter(|_| window.low < window.high) else {
             return Ok(Vec::new());
         };
         let range = (

@@ -308,6 +308,8 @@ impl SequenceWindowStrategy {
     }
 
     async fn replay_inner(&self, ctx: &SyncContext, window: Window) -> Result<RunReport> {
+        // Its fields are public: a window built from them is checked as `Window::new` checks.
+        let window = Window::new(window.low, window.high)?;
         let mut st = RunState::start(ctx, StrategyKind::SequenceWindow).await?;
         let result = async {
             let schema = ctx.source.schema(&self.config.stream)?;
