@@ -139,7 +139,10 @@ impl RetryPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunLimits {
-    /// Stop (cleanly, resumable) after this many pages.
+    /// Stop (cleanly, resumable) after this many pages. Pages an incremental run re-reads on
+    /// its way back into a run of records sharing one cursor value (a source without keyset
+    /// paging is asked for the value again and served the records it has seen first) do not
+    /// count, so every run gets past what the one before it read.
     pub max_pages: Option<u64>,
     /// Fail the run after this many transient errors in total, retried or not.
     pub max_errors: Option<u64>,

@@ -17,25 +17,26 @@ fn strategy(page_size: u32) -> IncrementalStrategy {
     .unwrap()
 }
 
-/// An unordered source, an in-memory store and a context that stops every run after two
-/// pages.
-fn unordered_two_pages_a_run() -> (
+/// A source with the capabilities `change` leaves, an in-memory store and a context that
+/// stops every run after `max_pages` pages.
+fn page_limited(
+    change: impl FnOnce(&mut sync_core::SourceCapabilities),
+    max_pages: u64,
+) -> (
     std::sync::Arc<sync_core::memory::MemorySource>,
     std::sync::Arc<sync_core::memory::MemoryStore>,
     sync_core::SyncContext,
 ) {
     let schema = items_schema("t");
     let base = sync_core::memory::MemorySource::new((*schema).clone());
-    let caps = sync_core::SourceCapabilities {
-        ordering: sync_core::SourceOrdering::Unordered,
-        ..sync_core::Source::capabilities(&base)
-    };
+    let mut caps = sync_core::Source::capabilities(&base);
+    change(&mut caps);
     let source = std::sync::Arc::new(base.with_capabilities(caps));
     let store = std::sync::Arc::new(sync_core::memory::MemoryStore::new());
     let ctx =
         sync_core::SyncContext::new("test/sync", source.clone(), store.clone(), store.clone())
             .with_limits(sync_core::RunLimits {
-                max_pages: Some(2),
+                max_pages: Some(max_pages),
                 max_errors: None,
             });
     (source, store, ctx)
@@ -291,7 +292,8 @@ async fn a_record_moving_to_the_end_between_pages_is_not_skipped() {
 
 #[tokio::test]
 async fn an_unordered_window_stopped_by_a_page_limit_resumes_its_fill() {
-    let (source, store, ctx) = unordered_two_pages_a_run();
+    let (source, store, ctx) =
+        page_limited(|c| c.ordering = sync_core::SourceOrdering::Unordered, 2);
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
         put(&source, id, 1, Some(i as i64 + 1));
     }
@@ -403,7 +405,8 @@ async fn pages_per_window_promotes_every_n_pages_and_on_a_stop() {
 
 #[tokio::test]
 async fn an_unordered_run_begun_again_keeps_the_bounds_its_fill_reads_with() {
-    let (source, store, ctx) = unordered_two_pages_a_run();
+    let (source, store, ctx) =
+        page_limited(|c| c.ordering = sync_core::SourceOrdering::Unordered, 2);
     for id in ["p1", "p2", "p3", "p4"] {
         put(&source, id, 1, Some(1));
     }
@@ -432,4 +435,45 @@ async fn an_unordered_run_begun_again_keeps_the_bounds_its_fill_reads_with() {
     let mut expected = ids(&source.rows("t"));
     expected.sort();
     assert_eq!(ids(&store.target_rows("t")), expected, "no record lost");
+}
+
+#[tokio::test]
+async fn a_run_of_ties_longer_than_the_page_limit_is_passed_without_keyset_paging() {
+    let (source, store, ctx) = page_limited(|c| c.keyset = false, 10);
+    // Twenty records at one cursor value, one per page: each anchored request starts the
+    // value over, and the way back to the last record seen takes more pages every run.
+    for i in 0..20 {
+        put(&source, &format!("k{i:02}"), 1, Some(10));
+    }
+    hwm(&source, "t", 10);
+    let mut runs = 1;
+    while !strategy(1).run(&ctx).await.unwrap().complete {
+        runs += 1;
+        assert!(runs < 20, "every run gets further than the one before");
+    }
+    let mut expected = ids(&source.rows("t"));
+    expected.sort();
+    assert_eq!(ids(&store.target_rows("t")), expected);
+}
+
+#[tokio::test]
+async fn a_source_serving_one_page_over_and_over_still_stops_at_the_page_limit() {
+    let (source, store, ctx) = page_limited(|c| c.keyset = false, 5);
+    let same = || {
+        Ok(sync_core::Page {
+            rows: vec![
+                sync_core::testkit::item("a", 1, Some(10)),
+                sync_core::testkit::item("b", 1, Some(10)),
+            ],
+            next: Some(sync_core::PageSelector::Offset(2)),
+            total: None,
+        })
+    };
+    source.script_pages((0..50).map(|_| same()));
+    hwm(&source, "t", 10);
+    let report = strategy(2).run(&ctx).await.unwrap();
+    assert!(!report.complete);
+    // Five counted pages and the anchored request's one re-read page.
+    assert_eq!(report.pages, 6);
+    assert_eq!(ids(&store.target_rows("t")), ["a", "b"]);
 }

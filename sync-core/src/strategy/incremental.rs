@@ -285,6 +285,11 @@ impl IncrementalStrategy {
         let mut staged_at = run.progress.clone();
         let (mut request_since, mut selector) = (since, PageSelector::First);
         let mut anchor: Option<CursorKey> = None;
+        // The greatest (cursor, key) of the page before, and whether the page in hand is the
+        // first of a request anchored on a cursor value (the run's first request, or one made
+        // after the anchor moved).
+        let mut previous_last: Option<CursorKey> = None;
+        let mut anchored_first = true;
         let mut no_cursor_seen = std::collections::BTreeSet::new();
         let mut rows_staged = 0;
         let request = |selector: &PageSelector, since: &Option<Vec<Value>>| PageRequest {
@@ -331,6 +336,34 @@ impl IncrementalStrategy {
                         .unwrap_or(Ordering::Equal)
                 })
                 .map(|r| r.cursor_key(schema));
+            // A page of nothing but records this run has seen or that are at or before the
+            // checkpoint, served by an anchored request or further along than the page before:
+            // the way back into a run of ties, which a source without keyset paging serves from
+            // its first record again. It does not count toward the page limit, or a run of
+            // ties longer than the limit would be re-read by every run and never passed. The
+            // way back is finite: the anchor only moves forward, and a source serving one
+            // page over and over is not further along, so such pages count.
+            let seen = |r: &Row| {
+                let at_or_before =
+                    |ck: &CursorKey| r.compare_cursor_key(schema, ck) != Some(Ordering::Greater);
+                !r.get(cursor_col).is_null()
+                    && (anchor.as_ref().is_some_and(at_or_before)
+                        || (self.config.lookback == 0
+                            && matches!(&pos, Position::CursorKey(ck) if at_or_before(ck))))
+            };
+            let further = match (&previous_last, &page_last) {
+                (Some(p), Some(l)) => l.compare(p) == Some(Ordering::Greater),
+                _ => false,
+            };
+            if page.next.is_some()
+                && (anchored_first || further)
+                && !page.rows.is_empty()
+                && page.rows.iter().all(seen)
+            {
+                st.exempt_page();
+            }
+            previous_last = page_last.clone();
+            anchored_first = false;
             // Rows already seen in this run (ties re-read by an anchored request) are skipped;
             // a row without a cursor value is taken once, wherever it appears (to quarantine).
             let unseen: Vec<Row> = page
@@ -368,6 +401,7 @@ impl IncrementalStrategy {
                     selector = if caps.keyset {
                         PageSelector::After(a.clone())
                     } else {
+                        anchored_first = true;
                         PageSelector::First
                     };
                     anchor = Some(a);

@@ -202,6 +202,8 @@ pub(crate) struct RunState {
     pub(crate) report: RunReport,
     /// Errors seen by source and sink calls, shared with this run's [`Fetcher`]s.
     errors: Arc<AtomicU64>,
+    /// Pages that do not count toward `max_pages` (see [`RunState::exempt_page`]).
+    exempt_pages: u64,
     started: Instant,
 }
 
@@ -255,6 +257,7 @@ impl RunState {
             stored,
             report,
             errors: Arc::new(AtomicU64::new(0)),
+            exempt_pages: 0,
             started: Instant::now(),
         })
     }
@@ -320,7 +323,14 @@ impl RunState {
     /// True once `max_pages` pages were fetched or a stop was requested: the run ends after
     /// the page in flight is promoted.
     pub(crate) fn page_limit_reached(&self, ctx: &SyncContext) -> bool {
-        ctx.stop.is_stopped() || ctx.limits.max_pages.is_some_and(|m| self.report.pages >= m)
+        let counted = self.report.pages.saturating_sub(self.exempt_pages);
+        ctx.stop.is_stopped() || ctx.limits.max_pages.is_some_and(|m| counted >= m)
+    }
+
+    /// Takes the last page fetched off the `max_pages` count (it stays in the report): a page
+    /// that only re-read records this run has seen, on the way back to where it was.
+    pub(crate) fn exempt_page(&mut self) {
+        self.exempt_pages = (self.exempt_pages + 1).min(self.report.pages);
     }
 
     /// Counts a page of `rows` new records in the report and the progress events.
