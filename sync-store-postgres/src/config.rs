@@ -59,7 +59,7 @@ impl std::fmt::Debug for PostgresConfig {
 /// whitespace between pairs, quoted values with backslash escapes). What cannot be read as
 /// parameters is not shown.
 pub(crate) fn redact(url: &str) -> String {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_url(url) {
         redact_url(url)
     } else {
         redact_key_values(url)
@@ -136,29 +136,63 @@ fn percent_decoded(key: &str) -> String {
 /// The key-value form (`host=h password=p`), each pair shown as written but for passwords;
 /// from the first text that is not a `key = value` pair on, `***`.
 fn redact_key_values(text: &str) -> String {
-    let mut shown: Vec<String> = Vec::new();
-    let mut rest = text;
-    loop {
-        rest = rest.trim_start();
-        if rest.is_empty() {
-            return shown.join(" ");
+    key_value_pairs(text)
+        .map(|part| match part {
+            KeyValue::Pair { key, .. } if is_password(key) => format!("{key}=***"),
+            KeyValue::Pair { key, value, .. } => format!("{key}={value}"),
+            KeyValue::Unreadable(_) => "***".into(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// True for the URL form of a connection string (`postgres://...`), false for the key-value
+/// form (`host=h user=u`).
+pub(crate) fn is_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// A part of a key-value connection string.
+pub(crate) enum KeyValue<'a> {
+    /// `key = value`: the value as written (quotes and escapes included), and the pair's text.
+    Pair {
+        key: &'a str,
+        value: &'a str,
+        text: &'a str,
+    },
+    /// The rest of the string from the first text that is not a pair (the last part).
+    Unreadable(&'a str),
+}
+
+/// The parts of a key-value connection string, read with tokio-postgres's grammar.
+pub(crate) fn key_value_pairs(text: &str) -> impl Iterator<Item = KeyValue<'_>> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?.trim_start();
+        if text.is_empty() {
+            rest = None;
+            return None;
         }
-        let Some((key, value, after)) = key_value(rest) else {
-            shown.push("***".into());
-            return shown.join(" ");
-        };
-        shown.push(if is_password(key) {
-            format!("{key}=***")
-        } else {
-            format!("{key}={value}")
-        });
-        rest = after;
-    }
+        match key_value(text) {
+            Some((key, value, after)) => {
+                rest = Some(after);
+                Some(KeyValue::Pair {
+                    key,
+                    value,
+                    text: &text[..text.len() - after.len()],
+                })
+            }
+            None => {
+                rest = None;
+                Some(KeyValue::Unreadable(text))
+            }
+        }
+    })
 }
 
 /// One `key = value` pair at the start of `text`: the key, the value as written (quotes and
 /// escapes included) and the text after it; `None` when `text` does not start with one.
-pub(crate) fn key_value(text: &str) -> Option<(&str, &str, &str)> {
+fn key_value(text: &str) -> Option<(&str, &str, &str)> {
     let key_end = text.find(|c: char| c.is_whitespace() || c == '=')?;
     let key = &text[..key_end];
     let after_key = text[key_end..].trim_start();

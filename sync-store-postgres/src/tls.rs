@@ -15,7 +15,7 @@ use rustls::{
 };
 use sync_core::{Error, Result};
 
-use crate::config::key_value;
+use crate::config::{is_url, key_value_pairs, KeyValue};
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ fn mode_of(value: &str) -> Result<SslMode> {
 /// Splits `sslmode` and `sslrootcert` out of a URL's query or out of the key-value form
 /// (`host=h sslmode=require`); the mode defaults to `prefer`, as libpq's does.
 pub(crate) fn parse(url: &str) -> Result<TlsSettings> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_url(url) {
         parse_url(url)
     } else {
         parse_key_values(url)
@@ -85,23 +85,21 @@ fn parse_url(url: &str) -> Result<TlsSettings> {
 
 fn parse_key_values(text: &str) -> Result<TlsSettings> {
     let (mut mode, mut root_cert, mut rest) = (SslMode::Prefer, None, Vec::new());
-    let mut text = text;
-    loop {
-        text = text.trim_start();
-        if text.is_empty() {
-            break;
+    for part in key_value_pairs(text) {
+        match part {
+            KeyValue::Pair {
+                key: "sslmode",
+                value,
+                ..
+            } => mode = mode_of(&unquoted(value))?,
+            KeyValue::Pair {
+                key: "sslrootcert",
+                value,
+                ..
+            } => root_cert = Some(unquoted(value)),
+            // The other pairs, and text that is no pair (for tokio-postgres to report).
+            KeyValue::Pair { text, .. } | KeyValue::Unreadable(text) => rest.push(text),
         }
-        let Some((key, value, after)) = key_value(text) else {
-            // Not a pair: left for tokio-postgres to report.
-            rest.push(text);
-            break;
-        };
-        match key {
-            "sslmode" => mode = mode_of(&unquoted(value))?,
-            "sslrootcert" => root_cert = Some(unquoted(value)),
-            _ => rest.push(&text[..text.len() - after.len()]),
-        }
-        text = after;
     }
     Ok(TlsSettings {
         url: rest.join(" "),
